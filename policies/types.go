@@ -256,6 +256,8 @@ type ExperimentStatus struct {
 	EndsAt    string `json:"endsAt,omitempty" yaml:"endsAt,omitempty"`
 	EndedAt   string `json:"endedAt,omitempty" yaml:"endedAt,omitempty"`
 	StartedBy string `json:"startedBy,omitempty" yaml:"startedBy,omitempty"`
+	// StoppedBy names who stopped the experiment before it ran out.
+	StoppedBy string `json:"stoppedBy,omitempty" yaml:"stoppedBy,omitempty"`
 	// Outcome is "running", "expired" or "stopped".
 	Outcome string `json:"outcome,omitempty" yaml:"outcome,omitempty"`
 }

@@ -101,6 +101,8 @@ var RouteLevelFields = []string{"timeouts.request", "timeouts.idle", "retries.at
 // policiesFor returns the policies that may apply to a service: those naming
 // it and the broad ones ("*" and selectors).
 func (s *Set) policiesFor(service string) []*ResiliencePolicy {
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
 	if s.byService == nil {
 		idx := map[string][]*ResiliencePolicy{}
 		var broad []*ResiliencePolicy

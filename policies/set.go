@@ -3,6 +3,7 @@ package policies
 import (
 	"slices"
 	"sort"
+	"sync"
 )
 
 // Set is a whole configuration: every service, policy and experiment, keyed by
@@ -15,6 +16,8 @@ type Set struct {
 	// They join the service's static endpoints.
 	Registered map[string]map[string]Endpoint
 
+	// idxMu guards the index, so one Set can be resolved from several goroutines.
+	idxMu sync.Mutex
 	// index, built lazily by the resolver: policies by target service name.
 	byService map[string][]*ResiliencePolicy
 	// broad holds "*" and selector policies, which may match any service.
@@ -46,7 +49,13 @@ func (s *Set) Add(r Resource) {
 	case *ChaosExperiment:
 		s.Experiments[v.Metadata.Name] = v
 	}
-	s.byService = nil
+	s.resetIndex()
+}
+
+func (s *Set) resetIndex() {
+	s.idxMu.Lock()
+	s.byService, s.broad = nil, nil
+	s.idxMu.Unlock()
 }
 
 // Register adds or replaces a self-registered instance of a service.
@@ -103,7 +112,7 @@ func (s *Set) Remove(kind, name string) {
 	case KindExperiment:
 		delete(s.Experiments, name)
 	}
-	s.byService = nil
+	s.resetIndex()
 }
 
 // Get returns a resource by kind and name, or nil.

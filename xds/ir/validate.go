@@ -1,0 +1,322 @@
+package ir
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bulwarkmesh/bulwark/policies"
+)
+
+// FieldError is one broken invariant of the IR, located by its path
+// ("services[payments].routes[0].retry.backoffMax").
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Message }
+
+// DefaultRoute is the path prefix of the route that matches every request.
+const DefaultRoute = "/"
+
+// FallbackSuffix ends the name of the aggregate cluster that puts a
+// service's fallback behind it. "~" cannot appear in a service name.
+const FallbackSuffix = "~fallback"
+
+// MaxWeight bounds the sum of endpoint weights of a service (uint32 in xDS).
+const MaxWeight = math.MaxUint32
+
+// RetryConditions are the retry_on values Envoy understands; the last five
+// are the gRPC status conditions, the only ones proxyless gRPC honours.
+var RetryConditions = []string{"5xx", "gateway-error", "reset", "reset-before-request", "connect-failure",
+	"envoy-ratelimited", "retriable-4xx", "refused-stream", "retriable-status-codes", "retriable-headers",
+	"http3-post-connect-failure", "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+
+// GRPCRetryConditions are the retry conditions proxyless gRPC honours.
+var GRPCRetryConditions = []string{"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+
+// checker collects field errors.
+type checker struct{ errs []error }
+
+func (c *checker) add(path, format string, args ...any) {
+	c.errs = append(c.errs, &FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) err() error { return errors.Join(c.errs...) }
+
+// ValidateGroup checks the group-level fields translation relies on: the
+// flavor and, for Envoy, the outbound listener's address. Validate checks
+// these and every service.
+func (x *Xds) ValidateGroup() error {
+	if x == nil {
+		return errors.New("nil IR")
+	}
+	c := &checker{}
+	switch x.Flavor {
+	case FlavorEnvoy:
+		if _, err := netip.ParseAddr(x.Outbound.Host); err != nil {
+			c.add("outbound.host", "must be an IP address, got %q", x.Outbound.Host)
+		}
+		checkPort(c, "outbound.port", x.Outbound.Port)
+	case FlavorGRPC:
+	default:
+		c.add("flavor", "must be %q or %q, got %q", FlavorEnvoy, FlavorGRPC, x.Flavor)
+	}
+	return c.err()
+}
+
+// Validate checks every invariant translation relies on: the group fields,
+// each service, unique service names, and fallbacks that name a service of
+// the group. All broken invariants are reported at once, joined.
+func (x *Xds) Validate() error {
+	if x == nil {
+		return errors.New("nil IR")
+	}
+	errs := []error{x.ValidateGroup()}
+	seen := make(map[string]bool, len(x.Services))
+	for i, s := range x.Services {
+		if s == nil {
+			errs = append(errs, &FieldError{Path: fmt.Sprintf("services[%d]", i), Message: "must not be null"})
+			continue
+		}
+		errs = append(errs, s.Validate())
+		if seen[s.Name] {
+			errs = append(errs, &FieldError{Path: ServicePath(s.Name), Message: "duplicate service name"})
+		}
+		seen[s.Name] = true
+	}
+	for _, s := range x.Services {
+		if s != nil && s.Fallback != "" && s.Fallback != s.Name && !seen[s.Fallback] {
+			errs = append(errs, &FieldError{Path: ServicePath(s.Name) + ".fallback", Message: fmt.Sprintf("service %q is not part of this group", s.Fallback)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ServicePath is the field path of a service: services[name].
+func ServicePath(name string) string { return "services[" + name + "]" }
+
+// Validate checks the invariants of one service on its own; fallbacks that
+// must exist in the group are checked by Xds.Validate. Paths start with
+// services[name].
+func (s *Service) Validate() error {
+	if s == nil {
+		return errors.New("nil service")
+	}
+	c := &checker{}
+	p := ServicePath(s.Name)
+	if err := CheckName(s.Name); err != nil {
+		c.add(p+".name", "%v", err)
+	}
+	switch s.Protocol {
+	case policies.ProtocolHTTP, policies.ProtocolHTTP2, policies.ProtocolGRPC:
+	default:
+		c.add(p+".protocol", "must be http, http2 or grpc, got %q", s.Protocol)
+	}
+	checkPort(c, p+".port", s.Port)
+	if s.DNS != "" && len(s.Endpoints) > 0 {
+		c.add(p+".dns", "exclusive with endpoints: set one of them")
+	}
+	if s.DNS != "" {
+		host, port, err := net.SplitHostPort(s.DNS)
+		if err != nil || host == "" {
+			c.add(p+".dns", "must be host:port, got %q", s.DNS)
+		} else if n, err := strconv.Atoi(port); err != nil {
+			c.add(p+".dns", "port must be a number, got %q", port)
+		} else {
+			checkPort(c, p+".dns", n)
+		}
+	}
+	checkEndpoints(c, p, s.Endpoints)
+	checkCluster(c, p+".cluster", &s.Cluster)
+	if s.Fallback != "" {
+		if s.Fallback == s.Name {
+			c.add(p+".fallback", "a service cannot fall back to itself")
+		} else if err := CheckName(s.Fallback); err != nil {
+			c.add(p+".fallback", "%v", err)
+		}
+	}
+	checkRoutes(c, p, s.Routes)
+	return c.err()
+}
+
+// CheckName reports whether name is a DNS-1123 label, the form of every
+// service name.
+func CheckName(name string) error {
+	if name == "" {
+		return errors.New("required")
+	}
+	if len(name) > 63 {
+		return fmt.Errorf("%q is longer than 63 characters", name)
+	}
+	for i := 0; i < len(name); i++ {
+		ch := name[i]
+		alnum := (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')
+		if !alnum && (ch != '-' || i == 0 || i == len(name)-1) {
+			return fmt.Errorf("%q is not a DNS-1123 label (lower-case letters, digits and inner '-')", name)
+		}
+	}
+	return nil
+}
+
+func checkPort(c *checker, path string, port int) {
+	if port < 1 || port > 65535 {
+		c.add(path, "must be a port between 1 and 65535, got %d", port)
+	}
+}
+
+func checkEndpoints(c *checker, p string, eps []Endpoint) {
+	seen := make(map[string]int, len(eps))
+	var total uint64
+	for i, ep := range eps {
+		ip := fmt.Sprintf("%s.endpoints[%d]", p, i)
+		if _, err := netip.ParseAddr(ep.Address); err != nil {
+			c.add(ip+".address", "must be an IP address, got %q", ep.Address)
+		}
+		checkPort(c, ip+".port", ep.Port)
+		if ep.Weight < 1 {
+			c.add(ip+".weight", "must be at least 1, got %d", ep.Weight)
+		}
+		key := net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port))
+		if j, dup := seen[key]; dup {
+			c.add(ip, "duplicate of endpoints[%d] (%s)", j, key)
+		}
+		seen[key] = i
+		if ep.Weight > 0 {
+			total += uint64(ep.Weight)
+		}
+	}
+	if total > MaxWeight {
+		c.add(p+".endpoints", "the sum of weights %d exceeds %d", total, uint64(MaxWeight))
+	}
+}
+
+func nonNeg(c *checker, path string, v *int) {
+	if v != nil && (*v < 0 || uint64(*v) > math.MaxUint32) {
+		c.add(path, "must be between 0 and %d, got %d", uint64(math.MaxUint32), *v)
+	}
+}
+
+func atLeastOne(c *checker, path string, v *int) {
+	if v != nil && (*v < 1 || uint64(*v) > math.MaxUint32) {
+		c.add(path, "must be between 1 and %d, got %d", uint64(math.MaxUint32), *v)
+	}
+}
+
+func percent(c *checker, path string, v *int) {
+	if v != nil && (*v < 0 || *v > 100) {
+		c.add(path, "must be a percentage between 0 and 100, got %d", *v)
+	}
+}
+
+func positive(c *checker, path string, d *policies.Duration) {
+	if d != nil {
+		checkDuration(c, path, *d, true)
+	}
+}
+
+// checkDuration rejects negative (or, when strict, zero) durations and those
+// past protobuf's range.
+func checkDuration(c *checker, path string, d policies.Duration, strict bool) {
+	switch {
+	case d < 0 || (strict && d == 0):
+		if strict {
+			c.add(path, "must be greater than 0, got %s", d)
+		} else {
+			c.add(path, "must not be negative, got %s", d)
+		}
+	case d.D() > 100*365*24*time.Hour:
+		c.add(path, "%s is out of range", d)
+	}
+}
+
+func checkCluster(c *checker, p string, cl *ClusterPolicy) {
+	positive(c, p+".connectTimeout", cl.ConnectTimeout)
+	if cb := cl.CircuitBreaker; cb != nil {
+		q := p + ".circuitBreaker"
+		atLeastOne(c, q+".consecutive5xx", cb.Consecutive5xx)
+		atLeastOne(c, q+".consecutiveGatewayErrors", cb.ConsecutiveGatewayErrors)
+		positive(c, q+".interval", cb.Interval)
+		positive(c, q+".baseEjectionTime", cb.BaseEjectionTime)
+		percent(c, q+".maxEjectionPercent", cb.MaxEjectionPercent)
+		if fp := cb.FailurePercentage; fp != nil {
+			percent(c, q+".failurePercentage.threshold", fp.Threshold)
+			nonNeg(c, q+".failurePercentage.minimumHosts", fp.MinimumHosts)
+			nonNeg(c, q+".failurePercentage.requestVolume", fp.RequestVolume)
+		}
+		if sr := cb.SuccessRate; sr != nil {
+			if f := sr.StdevFactor; f != nil && (*f <= 0 || *f*1000 > math.MaxUint32) {
+				c.add(q+".successRate.stdevFactor", "must be greater than 0 and at most %d, got %g", math.MaxUint32/1000, *f)
+			}
+			nonNeg(c, q+".successRate.minimumHosts", sr.MinimumHosts)
+			nonNeg(c, q+".successRate.requestVolume", sr.RequestVolume)
+		}
+		if cb.Consecutive5xx == nil && cb.ConsecutiveGatewayErrors == nil && cb.FailurePercentage == nil && cb.SuccessRate == nil {
+			c.add(q, "sets no detector: set consecutive5xx, consecutiveGatewayErrors, failurePercentage or successRate")
+		}
+	}
+	if b := cl.Bulkhead; b != nil {
+		q := p + ".bulkhead"
+		atLeastOne(c, q+".maxConnections", b.MaxConnections)
+		nonNeg(c, q+".maxPendingRequests", b.MaxPendingRequests)
+		atLeastOne(c, q+".maxRequests", b.MaxRequests)
+		nonNeg(c, q+".maxRetries", b.MaxRetries)
+		atLeastOne(c, q+".maxRequestsPerConnection", b.MaxRequestsPerConnection)
+	}
+	if rb := cl.RetryBudget; rb != nil {
+		q := p + ".retryBudget"
+		if rb.Percent != nil && (*rb.Percent < 0 || *rb.Percent > 100) {
+			c.add(q+".percent", "must be a percentage between 0 and 100, got %g", *rb.Percent)
+		}
+		nonNeg(c, q+".minConcurrency", rb.MinConcurrency)
+	}
+	if hc := cl.HealthCheck; hc != nil {
+		checkHealthCheck(c, p+".healthCheck", hc)
+	}
+}
+
+func checkHealthCheck(c *checker, q string, hc *policies.HealthCheck) {
+	probes := 0
+	if hc.HTTP != nil {
+		probes++
+		if !strings.HasPrefix(hc.HTTP.Path, "/") {
+			c.add(q+".http.path", "must start with /, got %q", hc.HTTP.Path)
+		}
+		for i, st := range hc.HTTP.ExpectedStatuses {
+			if st < 100 || st > 599 {
+				c.add(fmt.Sprintf("%s.http.expectedStatuses[%d]", q, i), "must be an HTTP status between 100 and 599, got %d", st)
+			}
+		}
+	}
+	if hc.GRPC != nil {
+		probes++
+	}
+	if hc.TCP != nil {
+		probes++
+	}
+	if probes != 1 {
+		c.add(q, "set exactly one of http, grpc and tcp, got %d", probes)
+	}
+	if hc.Interval == nil {
+		c.add(q+".interval", "required")
+	}
+	if hc.Timeout == nil {
+		c.add(q+".timeout", "required")
+	}
+	positive(c, q+".interval", hc.Interval)
+	positive(c, q+".timeout", hc.Timeout)
+	if hc.UnhealthyThreshold == nil {
+		c.add(q+".unhealthyThreshold", "required")
+	}
+	if hc.HealthyThreshold == nil {
+		c.add(q+".healthyThreshold", "required")
+	}
+	atLeastOne(c, q+".unhealthyThreshold", hc.UnhealthyThreshold)
+	atLeastOne(c, q+".healthyThreshold", hc.HealthyThreshold)
+}

@@ -1,0 +1,111 @@
+// Command bulwark is the Bulwark control plane: it stores resilience policies
+// in etcd (embedded unless --etcd-endpoints is given), translates them to
+// Envoy and gRPC xDS and serves them live over ADS.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/bulwarkmesh/bulwark/controlplane"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	cfg, logLevel, logFormat, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "bulwark:", err)
+		return 2
+	}
+	cfg.Logger, err = newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "bulwark:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := controlplane.Run(ctx, cfg); err != nil {
+		cfg.Logger.Error("bulwark stopped", "err", err)
+		return 1
+	}
+	cfg.Logger.Info("bulwark stopped gracefully")
+	return 0
+}
+
+// parseFlags maps the command line onto a controlplane.Config.
+func parseFlags(args []string, stderr io.Writer) (controlplane.Config, string, string, error) {
+	var (
+		cfg       controlplane.Config
+		endpoints string
+		logLevel  string
+		logFormat string
+	)
+	fs := flag.NewFlagSet("bulwark", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.XDSAddr, "xds-addr", controlplane.DefaultXDSAddr, "address of the xDS (ADS) server")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", controlplane.DefaultAdminAddr, "address of the admin REST API, health and metrics")
+	fs.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated etcd endpoints; empty starts an embedded etcd")
+	fs.StringVar(&cfg.DataDir, "data-dir", controlplane.DefaultDataDir, "data directory of the embedded etcd")
+	fs.StringVar(&cfg.EmbeddedEtcdListen, "embedded-etcd-listen", controlplane.DefaultEmbeddedEtcdListen, "client address of the embedded etcd")
+	fs.StringVar(&cfg.EmbeddedEtcdPeer, "embedded-etcd-peer", controlplane.DefaultEmbeddedEtcdPeer, "peer address of the embedded etcd")
+	fs.StringVar(&cfg.Prefix, "prefix", controlplane.DefaultPrefix, "key prefix in etcd")
+	fs.StringVar(&cfg.Replica, "replica", "", "name of this replica in proxy status (default host-pid)")
+	fs.DurationVar(&cfg.Debounce, "debounce", controlplane.DefaultDebounce, "quiet period after a change before a rebuild")
+	fs.DurationVar(&cfg.MaxDelay, "max-delay", controlplane.DefaultMaxDelay, "longest a stream of changes may hold a rebuild back")
+	fs.DurationVar(&cfg.StoreGrace, "store-grace", controlplane.DefaultStoreGrace, "how long the store may be unreachable before readiness fails")
+	fs.DurationVar(&cfg.GroupIdle, "group-idle", controlplane.DefaultGroupIdle, "how long a proxy group outlives its last proxy")
+	fs.DurationVar(&cfg.MaxExperimentDuration, "max-experiment-duration", controlplane.DefaultMaxExperiment, "cap on a chaos experiment's duration")
+	fs.Float64Var(&cfg.MaxFaultPercent, "max-fault-percent", controlplane.DefaultMaxFaultPercent, "blast-radius cap: the largest share of calls an experiment may fault")
+	fs.StringVar(&cfg.SyncDir, "sync-dir", "", "directory of policy files to apply (with prune) and watch, e.g. a git checkout")
+	fs.StringVar(&cfg.TokenFile, "token-file", "", "file of 'token role' lines (roles: viewer, editor); empty disables authentication")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow a non-loopback admin address without --token-file")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate for the admin API and the xDS port")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key for --tls-cert")
+	fs.StringVar(&cfg.XDSClientCA, "xds-client-ca", "", "CA that must have signed xDS clients' certificates (mTLS)")
+	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "serve /debug/pprof on the admin port")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return cfg, "", "", err
+	}
+	if fs.NArg() > 0 {
+		return cfg, "", "", fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if endpoints != "" {
+		for _, e := range strings.Split(endpoints, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				cfg.EtcdEndpoints = append(cfg.EtcdEndpoints, e)
+			}
+		}
+	}
+	return cfg, logLevel, logFormat, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, got %q", format)
+}

@@ -1,0 +1,325 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/bulwarkmesh/bulwark/policies"
+	"github.com/bulwarkmesh/bulwark/xds/resolve"
+	"github.com/bulwarkmesh/bulwark/xds/translate"
+)
+
+// typeOrder lists the resource types a snapshot carries.
+var typeOrder = []resourcev3.Type{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
+
+// group is one proxy group's published state.
+type group struct {
+	key      GroupKey
+	versions map[string]string // type URL → version
+	// idleSince is when the last proxy left; zero while proxies are connected.
+	idleSince time.Time
+	resources *translate.Resources
+	revision  int64
+}
+
+// BuildProblem is a resource or service left out of a build, with the cause.
+type BuildProblem struct {
+	Group   string `json:"group,omitempty"`
+	Message string `json:"message"`
+}
+
+// builder turns the store's content into one snapshot per proxy group.
+type builder struct {
+	log     *slog.Logger
+	cache   *guardedCache
+	tracker *tracker
+	metrics *metrics
+
+	// mutate, when set, edits resources after translation and before the
+	// snapshot is published. Tests use it to publish a config a proxy rejects.
+	mutate func(GroupKey, *translate.Resources)
+
+	buildMu sync.Mutex // one build at a time
+
+	mu       sync.Mutex
+	set      *policies.Set // the last set built from; never mutated
+	revision int64
+	observed time.Time // when the revision being built was first seen
+	groups   map[string]*group
+	problems map[string][]BuildProblem // group ("" for the store) → problems
+	built    bool                      // a first build has completed
+}
+
+func newBuilder(log *slog.Logger, cache *guardedCache, tr *tracker, m *metrics) *builder {
+	return &builder{
+		log: log, cache: cache, tracker: tr, metrics: m,
+		set:      policies.NewSet(),
+		groups:   map[string]*group{},
+		problems: map[string][]BuildProblem{},
+	}
+}
+
+// update installs a new set at a revision and rebuilds every active group.
+func (b *builder) update(ctx context.Context, set *policies.Set, revision int64, observed time.Time, storeProblems []BuildProblem) {
+	b.mu.Lock()
+	b.set, b.revision, b.observed = set, revision, observed
+	b.problems[""] = storeProblems
+	keys := make([]GroupKey, 0, len(b.groups))
+	for _, g := range b.groups {
+		keys = append(keys, g.key)
+	}
+	b.mu.Unlock()
+	b.metrics.storeRevision.Set(float64(revision))
+
+	start := time.Now()
+	for _, k := range keys {
+		if err := b.build(ctx, k); err != nil {
+			b.log.Error("build failed; proxies keep the last good config", "group", k.String(), "revision", revision, "err", err)
+		}
+	}
+	b.metrics.buildDuration.Observe(time.Since(start).Seconds())
+	b.mu.Lock()
+	b.built = true
+	b.mu.Unlock()
+}
+
+// ensure builds a group on its first proxy's arrival, so that proxy's
+// watches find a snapshot.
+func (b *builder) ensure(ctx context.Context, k GroupKey) {
+	b.mu.Lock()
+	g, ok := b.groups[k.String()]
+	if ok {
+		g.idleSince = time.Time{}
+		b.mu.Unlock()
+		return
+	}
+	b.groups[k.String()] = &group{key: k, versions: map[string]string{}}
+	b.metrics.groups.Set(float64(len(b.groups)))
+	b.mu.Unlock()
+	if err := b.build(ctx, k); err != nil {
+		b.log.Error("first build of a group failed", "group", k.String(), "err", err)
+	}
+}
+
+// build resolves, translates, checks and publishes one group's snapshot.
+// A failure keeps the last good snapshot.
+func (b *builder) build(ctx context.Context, k GroupKey) error {
+	b.buildMu.Lock()
+	defer b.buildMu.Unlock()
+	b.mu.Lock()
+	set, rev, observed, mutate := b.set, b.revision, b.observed, b.mutate
+	b.mu.Unlock()
+
+	id := k.String()
+	var problems []BuildProblem
+	x, errs := resolve.Resolve(set, k.Flavor, k.Service, resolve.Options{Outbound: k.Outbound})
+	for _, err := range errs {
+		problems = append(problems, BuildProblem{Group: id, Message: err.Error()})
+	}
+	res, err := translate.Translate(x)
+	if err != nil {
+		// Translate leaves out what it cannot translate and says so; the
+		// rest is still published.
+		for _, e := range unwrapJoined(err) {
+			problems = append(problems, BuildProblem{Group: id, Message: e.Error()})
+		}
+	}
+	if res == nil {
+		b.fail(id, "translate", problems)
+		return fmt.Errorf("translate: %w", err)
+	}
+	if mutate != nil {
+		mutate(k, res)
+	}
+	if err := translate.Check(res); err != nil {
+		problems = append(problems, BuildProblem{Group: id, Message: "snapshot rejected before publishing: " + err.Error()})
+		b.fail(id, "check", problems)
+		return err
+	}
+	snap, versions, err := newSnapshot(res)
+	if err != nil {
+		b.fail(id, "snapshot", problems)
+		return err
+	}
+	b.mu.Lock()
+	g := b.groups[id]
+	if g == nil {
+		b.mu.Unlock()
+		return nil // the group was dropped meanwhile
+	}
+	changed := !sameVersions(g.versions, versions)
+	b.problems[id] = problems
+	b.mu.Unlock()
+	if len(problems) > 0 {
+		b.metrics.buildFailures.WithLabelValues("partial").Inc()
+		for _, p := range problems {
+			b.log.Warn("left out of the build", "group", id, "problem", p.Message)
+		}
+	}
+	if changed {
+		if err := b.cache.SetSnapshot(ctx, id, snap); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+	}
+	b.metrics.snapshots.WithLabelValues(fmt.Sprint(changed)).Inc()
+	b.mu.Lock()
+	g.versions, g.resources, g.revision = versions, res, rev
+	b.mu.Unlock()
+	for t, v := range versions {
+		b.tracker.published(id, t, v, rev, observed)
+	}
+	return nil
+}
+
+func (b *builder) fail(group, stage string, problems []BuildProblem) {
+	b.metrics.buildFailures.WithLabelValues(stage).Inc()
+	b.mu.Lock()
+	b.problems[group] = problems
+	b.mu.Unlock()
+}
+
+// sweep drops groups whose proxies have all been gone longer than idle.
+func (b *builder) sweep(active map[string]bool, idle time.Duration, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id, g := range b.groups {
+		switch {
+		case active[id]:
+			g.idleSince = time.Time{}
+		case g.idleSince.IsZero():
+			g.idleSince = now
+		case now.Sub(g.idleSince) > idle:
+			delete(b.groups, id)
+			delete(b.problems, id)
+			b.cache.ClearSnapshot(id)
+		}
+	}
+	b.metrics.groups.Set(float64(len(b.groups)))
+}
+
+// Problems returns every problem of the last builds, sorted.
+func (b *builder) Problems() []BuildProblem {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []BuildProblem
+	for _, ps := range b.problems {
+		out = append(out, ps...)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Group != out[j].Group {
+			return out[i].Group < out[j].Group
+		}
+		return out[i].Message < out[j].Message
+	})
+	return out
+}
+
+// Revision returns the store revision of the last build.
+func (b *builder) Revision() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.revision
+}
+
+// Built reports whether a first build has completed.
+func (b *builder) Built() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.built
+}
+
+// Set returns the set of the last build (never mutated).
+func (b *builder) Set() (*policies.Set, int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.set, b.revision
+}
+
+// Published returns a group's current resources, or nil.
+func (b *builder) Published(id string) *translate.Resources {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if g := b.groups[id]; g != nil {
+		return g.resources
+	}
+	return nil
+}
+
+// newSnapshot builds a cache snapshot whose per-type versions are content
+// hashes: identical content, identical version, nothing pushed.
+func newSnapshot(res *translate.Resources) (*cachev3.Snapshot, map[string]string, error) {
+	byType := res.ByType()
+	snap := &cachev3.Snapshot{}
+	versions := make(map[string]string, len(typeOrder))
+	for _, t := range typeOrder {
+		items := byType[t]
+		v, err := contentVersion(items)
+		if err != nil {
+			return nil, nil, err
+		}
+		idx := cachev3.GetResponseType(t)
+		snap.Resources[idx] = cachev3.NewResources(v, items)
+		versions[t] = v
+	}
+	return snap, versions, nil
+}
+
+// contentVersion hashes resources by name and deterministic encoding.
+func contentVersion(items []types.Resource) (string, error) {
+	type named struct {
+		name string
+		r    types.Resource
+	}
+	sorted := make([]named, len(items))
+	for i, r := range items {
+		sorted[i] = named{cachev3.GetResourceName(r), r}
+	}
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
+	h := sha256.New()
+	opts := proto.MarshalOptions{Deterministic: true}
+	var buf []byte
+	for _, n := range sorted {
+		var err error
+		buf, err = opts.MarshalAppend(buf[:0], n.r)
+		if err != nil {
+			return "", fmt.Errorf("encode %s: %w", n.name, err)
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", n.name, len(buf))
+		h.Write(buf)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func sameVersions(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// unwrapJoined splits an errors.Join error into its parts.
+func unwrapJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}

@@ -1,0 +1,163 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/bulwarkmesh/bulwark/store"
+)
+
+// health follows the store's reachability for readiness.
+type health struct {
+	store   *store.Store
+	grace   time.Duration
+	metrics *metrics
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	lastOK  time.Time
+	lastErr error
+	up      bool
+}
+
+// watch pings the store every interval until ctx ends.
+func (h *health) watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		h.ping(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (h *health) ping(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := h.store.Ping(pctx)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	was := h.up
+	h.up = err == nil
+	if err == nil {
+		h.lastOK, h.lastErr = time.Now(), nil
+		h.metrics.storeUp.Set(1)
+	} else {
+		h.lastErr = err
+		h.metrics.storeUp.Set(0)
+	}
+	if was != h.up {
+		if h.up {
+			h.log.Info("store reachable again")
+		} else {
+			h.log.Warn("store unreachable; serving the last good config", "err", err)
+		}
+	}
+}
+
+// storeState says whether the store is up, and whether readiness still holds
+// (the store has been unreachable for less than the grace period).
+func (h *health) storeState() (up, withinGrace bool, reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.up {
+		return true, true, ""
+	}
+	reason = "store unreachable"
+	if h.lastErr != nil {
+		reason += ": " + h.lastErr.Error()
+	}
+	if h.lastOK.IsZero() {
+		return false, false, reason
+	}
+	return false, time.Since(h.lastOK) < h.grace, reason + " since " + h.lastOK.UTC().Format(time.RFC3339)
+}
+
+// Readiness is the body of /health/ready.
+type Readiness struct {
+	Ready   bool     `json:"ready"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+func (cp *ControlPlane) readiness() Readiness {
+	var r Readiness
+	if !cp.builder.Built() {
+		r.Reasons = append(r.Reasons, "first snapshot not built yet")
+	}
+	if _, ok, reason := cp.health.storeState(); !ok {
+		r.Reasons = append(r.Reasons, reason+" (longer than the grace period "+cp.cfg.StoreGrace.String()+"); proxies keep their last good config")
+	}
+	r.Ready = len(r.Reasons) == 0
+	return r
+}
+
+// statusWriter persists this replica's proxy status to the store, coalescing
+// changes: each proxy is written at most once per flush interval.
+type statusWriter struct {
+	store   *store.Store
+	replica string
+	tracker *tracker
+	log     *slog.Logger
+
+	mu    sync.Mutex
+	dirty map[string]bool
+}
+
+func (w *statusWriter) mark(nodeID string) {
+	w.mu.Lock()
+	w.dirty[nodeID] = true
+	w.mu.Unlock()
+}
+
+func (w *statusWriter) run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.flush(ctx)
+		}
+	}
+}
+
+func (w *statusWriter) flush(ctx context.Context) {
+	w.mu.Lock()
+	batch := w.dirty
+	w.dirty = map[string]bool{}
+	w.mu.Unlock()
+	var failed []string
+	for id := range batch {
+		var err error
+		if p, ok := w.tracker.Proxy(id); ok {
+			b, _ := json.Marshal(p)
+			err = w.store.PutStatus(ctx, w.replica, id, b)
+		} else {
+			err = w.store.DeleteStatus(ctx, w.replica, id)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failed = append(failed, id)
+		}
+	}
+	if len(failed) > 0 {
+		w.log.Debug("proxy status not persisted; will retry", "proxies", len(failed))
+		w.mu.Lock()
+		for _, id := range failed {
+			w.dirty[id] = true
+		}
+		w.mu.Unlock()
+	}
+}

@@ -1,0 +1,173 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/bulwarkmesh/bulwark/policies"
+	"github.com/bulwarkmesh/bulwark/store"
+)
+
+// loader keeps a validated copy of the store's content, following its watch,
+// and hands it to the builder after a quiet period (debounce) or, under a
+// steady stream of changes, after a maximum delay.
+type loader struct {
+	log      *slog.Logger
+	store    *store.Store
+	builder  *builder
+	validate policies.ValidateOptions
+	debounce time.Duration
+	maxDelay time.Duration
+
+	set      *policies.Set
+	revision int64
+	// invalid holds the resources left out because they do not validate;
+	// a resource whose update is invalid keeps its last valid version.
+	invalid map[string]BuildProblem
+}
+
+func resourceKey(kind, name string) string { return kind + "/" + name }
+
+// run loads the store, builds, then follows the watch until ctx ends.
+func (l *loader) run(ctx context.Context) error {
+	set, rev, err := l.load(ctx)
+	if err != nil {
+		return err
+	}
+	l.set, l.revision = set, rev
+	l.builder.update(ctx, l.set.Clone(), rev, time.Now(), l.problems())
+
+	events := l.store.Watch(ctx, rev)
+	var (
+		quiet        = time.NewTimer(time.Hour)
+		pendingSince time.Time
+		observed     time.Time
+	)
+	quiet.Stop()
+	fire := func() {
+		quiet.Stop()
+		pendingSince = time.Time{}
+		l.builder.update(ctx, l.set.Clone(), l.revision, observed, l.problems())
+		observed = time.Time{}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			if !l.apply(ev) {
+				continue
+			}
+			now := time.Now()
+			if pendingSince.IsZero() {
+				pendingSince, observed = now, now
+			}
+			if now.Sub(pendingSince) >= l.maxDelay {
+				fire()
+				continue
+			}
+			quiet.Reset(l.debounce)
+		case <-quiet.C:
+			fire()
+		}
+	}
+}
+
+// load reads the whole store, retrying until it answers or ctx ends.
+func (l *loader) load(ctx context.Context) (*policies.Set, int64, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		set, rev, problems, err := l.store.Load(ctx)
+		if err == nil {
+			l.invalid = map[string]BuildProblem{}
+			for i, p := range problems {
+				l.invalid[fmt.Sprintf("decode/%d", i)] = BuildProblem{Message: p.Error()}
+				l.log.Warn("stored value skipped", "err", p)
+			}
+			clean := policies.NewSet()
+			for _, r := range set.Resources() {
+				if l.check(r) {
+					clean.Add(r)
+				}
+			}
+			clean.Registered = set.Registered
+			return clean, rev, nil
+		}
+		l.log.Warn("store not reachable; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// check validates a resource and records why it is left out.
+func (l *loader) check(r policies.Resource) bool {
+	key := resourceKey(r.GetKind(), r.GetMeta().Name)
+	if vs := policies.Validate(r, l.validate); len(vs) > 0 {
+		l.invalid[key] = BuildProblem{Message: fmt.Sprintf("%s %s left out (its last valid version, if any, stays in force): %s", r.GetKind(), r.GetMeta().Name, vs.Error())}
+		l.log.Warn("invalid resource in the store", "kind", r.GetKind(), "name", r.GetMeta().Name, "violations", vs.Error())
+		return false
+	}
+	delete(l.invalid, key)
+	return true
+}
+
+// apply folds a watch event into the set; it reports whether anything changed.
+func (l *loader) apply(ev store.Event) bool {
+	for i, p := range ev.Problems {
+		l.invalid[fmt.Sprintf("decode/%d/%d", ev.Revision, i)] = BuildProblem{Message: p.Error()}
+		l.log.Warn("stored value skipped", "err", p)
+	}
+	if ev.Resync != nil {
+		clean := policies.NewSet()
+		for _, r := range ev.Resync.Resources() {
+			if l.check(r) {
+				clean.Add(r)
+			}
+		}
+		clean.Registered = ev.Resync.Registered
+		l.set, l.revision = clean, ev.Revision
+		return true
+	}
+	changed := false
+	for _, c := range ev.Changes {
+		switch {
+		case c.Kind == store.KindEndpoint && c.Endpoint != nil:
+			l.set.Register(c.Service, c.Instance, *c.Endpoint)
+		case c.Kind == store.KindEndpoint:
+			l.set.Deregister(c.Service, c.Instance)
+		case c.Resource == nil:
+			l.set.Remove(c.Kind, c.Name)
+			delete(l.invalid, resourceKey(c.Kind, c.Name))
+		default:
+			if !l.check(c.Resource) {
+				continue
+			}
+			l.set.Add(c.Resource)
+		}
+		changed = true
+	}
+	if ev.Revision > l.revision {
+		l.revision = ev.Revision
+	}
+	return changed
+}
+
+// problems lists the invalid resources, sorted.
+func (l *loader) problems() []BuildProblem {
+	out := make([]BuildProblem, 0, len(l.invalid))
+	for _, p := range l.invalid {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Message < out[j].Message })
+	return out
+}

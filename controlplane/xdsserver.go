@@ -1,0 +1,90 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+)
+
+const (
+	// Keepalive as in go-control-plane's example server: proxies hold their
+	// streams for hours, so dead peers must be found by pings, and proxies
+	// must be allowed to ping without an active RPC.
+	grpcKeepaliveTime    = 30 * time.Second
+	grpcKeepaliveTimeout = 5 * time.Second
+	grpcKeepaliveMinTime = 30 * time.Second
+	// Every proxy holds one ADS stream (a few with per-type streams), all on
+	// few connections: the default limit of 100 streams per connection would
+	// throttle a multiplexing client.
+	grpcMaxConcurrentStreams = 1000000
+)
+
+// newXDSServer returns a gRPC server with the ADS and per-type discovery
+// services, SotW and delta, on one port.
+func newXDSServer(ctx context.Context, cfg Config, cache *guardedCache, tr *tracker) (*grpc.Server, error) {
+	opts := []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: grpcKeepaliveTime, Timeout: grpcKeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: grpcKeepaliveMinTime, PermitWithoutStream: true}),
+	}
+	if cfg.TLSCert != "" {
+		creds, err := xdsTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(creds))
+	}
+	gs := grpc.NewServer(opts...)
+	srv := serverv3.NewServer(ctx, cache, tr)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, srv)
+	clusterservice.RegisterClusterDiscoveryServiceServer(gs, srv)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, srv)
+	listenerservice.RegisterListenerDiscoveryServiceServer(gs, srv)
+	routeservice.RegisterRouteDiscoveryServiceServer(gs, srv)
+	return gs, nil
+}
+
+// xdsTLS builds the xDS port's credentials; with a client CA, proxies must
+// present a certificate it signed (mTLS).
+func xdsTLS(cfg Config) (credentials.TransportCredentials, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("load --tls-cert/--tls-key: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.XDSClientCA != "" {
+		pem, err := os.ReadFile(cfg.XDSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("read --xds-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--xds-client-ca %s holds no PEM certificate", cfg.XDSClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(tc), nil
+}
+
+// listen opens a TCP listener with a clear error.
+func listen(what, addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen on %s: %w", what, addr, err)
+	}
+	return l, nil
+}

@@ -51,7 +51,7 @@ type DocumentError struct {
 func (e *DocumentError) Error() string {
 	who := fmt.Sprintf("document %d", e.Index)
 	if e.Kind != "" || e.Name != "" {
-		who += fmt.Sprintf(" (%s %s)", e.Kind, e.Name)
+		who += " (" + strings.TrimSpace(e.Kind+" "+e.Name) + ")"
 	}
 	return who + ": " + e.Violations.Error()
 }
@@ -91,8 +91,8 @@ func DecodeAll(data []byte) ([]Resource, error) {
 			errs = append(errs, &DocumentError{Index: idx, Violations: Violations{{Message: "malformed YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}})
 			break // the parser cannot resynchronise after a syntax error
 		}
-		if len(doc.Content) == 0 {
-			continue // an empty document ("---" alone)
+		if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+			continue // an empty document ("---" alone, or only comments)
 		}
 		root := doc.Content[0]
 		if items := listItems(root); items != nil {
@@ -153,6 +153,10 @@ func DecodeStored(data []byte) (Resource, error) {
 	}
 	return r, nil
 }
+
+// isNull reports whether n is a null scalar: an empty document between two
+// "---" lines parses as one.
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
 // listItems returns the items of a {"items": [...]} or kind: List wrapper.
 func listItems(n *yaml.Node) []*yaml.Node {

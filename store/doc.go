@@ -1,0 +1,55 @@
+// Package store keeps Bulwark's resources in etcd v3: CRUD with revisions and
+// compare-and-swap, atomic multi-resource applies, a watch that resumes from a
+// revision and re-lists after a compaction, and the leased keys (chaos
+// experiments, self-registered endpoints, proxy status).
+//
+// # Layout
+//
+// Every key lives under a prefix (default "/bulwark"):
+//
+//	/v1/services/<name>                       Service (JSON)
+//	/v1/policies/<name>                       ResiliencePolicy (JSON)
+//	/v1/experiments/<name>                    ChaosExperiment (JSON), leased for spec.duration
+//	/v1/endpoints/<service>/<instance>        Endpoint (JSON), leased for its TTL
+//	/v1/status/<replica>/<node>               proxy status of one replica, leased per replica
+//	/v1/history/experiments/<name>/<start>    one record per run of an experiment
+//
+// Values are the resources as JSON, exactly as the API accepts them
+// (apiVersion, kind, metadata, spec, and status for experiments). A
+// resource's metadata.revision is never stored: it is the key's etcd mod
+// revision and is filled in when a value is read. Anyone may write these keys
+// with a plain etcd client; reading is strict (unknown fields are errors), and
+// a value that does not decode, or whose kind or name disagrees with its key,
+// is reported and skipped without affecting the others:
+//
+//   - Load and List leave it out; Load returns it among its problems.
+//   - Watch reports it in Event.Problems and sends no change for that key, so a
+//     consumer keeps the last good version it had (a consumer that starts
+//     later, or re-lists after a compaction, will not have it at all).
+//
+// Segments that may contain '/' (status replica and node identifiers) are
+// path-escaped in keys.
+//
+// # Experiments
+//
+// An experiment key carries a lease of spec.duration (rounded up to whole
+// seconds), so it ends by itself even when no Bulwark replica is running.
+// Several runs of one experiment name are kept apart in the history by a
+// suffix: the start time in UTC with nanoseconds
+// ("2006-01-02T15:04:05.000000000Z"), which also sorts them. Starting,
+// stopping, replacing and deleting an experiment write its history record in
+// the same transaction as the experiment key. Writing an experiment through
+// Put or Apply starts it (a running one of the same name is stopped and
+// replaced, its record marked "stopped"); status.startedBy is kept when the
+// caller fills it and defaults to metadata.source. A "running" record whose
+// endsAt has passed reads as "expired". etcd extends leases when a leader is
+// elected (for example after a restart), so an experiment key may outlive its
+// endsAt by up to one lease TTL; endsAt is the promise.
+//
+// # Limits
+//
+// An Apply is one etcd transaction: it is refused with ErrTooLarge, and
+// nothing is written, when it needs more operations than Options.MaxTxnOps
+// (etcd's --max-txn-ops, 128 by default; the embedded server raises it) or
+// more bytes than etcd accepts in one request.
+package store

@@ -1,0 +1,80 @@
+// Package storetest starts real embedded etcd servers for tests.
+package storetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/bulwarkmesh/bulwark/store/embedded"
+)
+
+// NewEtcd starts an embedded etcd on free loopback ports in t.TempDir() and
+// returns a client of it. The test's cleanup closes both.
+func NewEtcd(t testing.TB) *clientv3.Client {
+	t.Helper()
+	return NewClient(t, NewServer(t))
+}
+
+// NewServer starts an embedded etcd on free loopback ports in t.TempDir(),
+// without fsync, closed by the test's cleanup. Use Restart to stop and start
+// it again on the same data and ports.
+func NewServer(t testing.TB) *embedded.Server {
+	t.Helper()
+	return start(t, embedded.Config{
+		DataDir:       t.TempDir(),
+		ListenClient:  "127.0.0.1:0",
+		ListenPeer:    "127.0.0.1:0",
+		Logger:        zap.NewNop(),
+		UnsafeNoFsync: true,
+	})
+}
+
+// NewClient returns a client of srv, closed by the test's cleanup (before
+// the server, which was started earlier).
+func NewClient(t testing.TB, srv *embedded.Server) *clientv3.Client {
+	t.Helper()
+	cli, err := srv.Client()
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
+}
+
+// Stop stops srv (its data stays); clients keep retrying until Restart.
+func Stop(srv *embedded.Server) { srv.Close() }
+
+// Restart starts a stopped server again with the same data directory and
+// ports; clients created before reconnect by themselves. It stops srv
+// first if it is still running.
+func Restart(t testing.TB, srv *embedded.Server) *embedded.Server {
+	t.Helper()
+	srv.Close()
+	return start(t, srv.Config())
+}
+
+func start(t testing.TB, cfg embedded.Config) *embedded.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var (
+		srv *embedded.Server
+		err error
+	)
+	// A port just released can take a moment to be free again.
+	for attempt := 0; attempt < 20; attempt++ {
+		if srv, err = embedded.Start(ctx, cfg); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("embedded etcd: %v", err)
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -45,16 +46,25 @@ func plural(n int, one, many string) string {
 	return fmt.Sprintf("%d %s", n, many)
 }
 
+// guardrailFlags registers the server guardrails that validation checks
+// experiments against, with the server's defaults.
+func guardrailFlags(fs *flag.FlagSet) *policies.ValidateOptions {
+	o := &policies.ValidateOptions{}
+	fs.DurationVar(&o.MaxExperimentDuration, "max-experiment-duration", policies.DefaultMaxExperimentDuration, "the server's cap on a chaos experiment's duration")
+	fs.Float64Var(&o.MaxFaultPercent, "max-fault-percent", policies.DefaultMaxFaultPercent, "the server's blast-radius cap on abort and delay percentages")
+	return o
+}
+
 // check reads PATH, decodes every document strictly, validates every
 // resource and then the bundle as a whole (names defined twice, conflicting
 // policies). It returns every problem at once; err is an I/O error only.
-func check(path string, stdin io.Reader) (*bundle, []problem, error) {
+func check(path string, stdin io.Reader, opts policies.ValidateOptions) (*bundle, []problem, error) {
 	ins, err := readInputs(path, stdin)
 	if err != nil {
 		return nil, nil, err
 	}
 	validate := func(r policies.Resource) policies.Violations {
-		return policies.Validate(r, policies.ValidateOptions{})
+		return policies.Validate(r, opts)
 	}
 	b := &bundle{}
 	var probs []problem

@@ -13,7 +13,7 @@ const examplesDir = "../../examples/policies"
 
 // TestExamplesValidate decodes and validates every example file strictly.
 func TestExamplesValidate(t *testing.T) {
-	b, probs, err := check(examplesDir, nil)
+	b, probs, err := check(examplesDir, nil, policies.ValidateOptions{})
 	require.NoError(t, err)
 	for _, p := range probs {
 		t.Error(p.String())
@@ -27,7 +27,7 @@ func TestExamplesValidate(t *testing.T) {
 // TestExamplesCoverEveryPattern keeps the example mesh honest: it must show
 // every kind of target and every policy section.
 func TestExamplesCoverEveryPattern(t *testing.T) {
-	b, probs, err := check(examplesDir, nil)
+	b, probs, err := check(examplesDir, nil, policies.ValidateOptions{})
 	require.NoError(t, err)
 	require.Empty(t, probs)
 	set := b.set()

@@ -193,8 +193,8 @@ func decodeFile(in input, validate func(policies.Resource) policies.Violations) 
 		for _, v := range de.Violations {
 			probs = append(probs, violationProblem(in.name, de.Index, de.Kind, de.Name, v))
 		}
-		if de.Index >= len(nodes) {
-			continue
+		if de.Index >= len(nodes) || mappingValue(nodes[de.Index], "kind") != de.Kind {
+			continue // not the document the decoder meant: report only what it found
 		}
 		r := lenientDecode(nodes[de.Index], de.Kind)
 		if r == nil {
@@ -221,8 +221,8 @@ func documents(data []byte) []*yaml.Node {
 		if err := dec.Decode(&doc); err != nil {
 			return out
 		}
-		if len(doc.Content) == 0 {
-			continue
+		if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+			continue // an empty document ("---" alone, or only comments)
 		}
 		root := doc.Content[0]
 		if items, ok := listItems(root); ok {
@@ -232,6 +232,9 @@ func documents(data []byte) []*yaml.Node {
 		out = append(out, root)
 	}
 }
+
+// isNull reports whether n is a null scalar, what an empty document parses as.
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
 // listItems returns the items of a {"items": [...]} or kind: List wrapper,
 // the shape policies.DecodeAll accepts.
@@ -257,6 +260,19 @@ func listItems(n *yaml.Node) ([]*yaml.Node, bool) {
 		return nil, false
 	}
 	return items.Content, true
+}
+
+// mappingValue returns the scalar value of key in a mapping node, or "".
+func mappingValue(n *yaml.Node, key string) string {
+	if n.Kind != yaml.MappingNode {
+		return ""
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1].Value
+		}
+	}
+	return ""
 }
 
 // lenientDecode decodes a document that failed strict decoding, ignoring

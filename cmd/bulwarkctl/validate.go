@@ -6,13 +6,14 @@ import "fmt"
 func runValidate(e *env, args []string) int {
 	fs := e.newFlagSet("validate")
 	path := fs.String("f", "", "a file, a directory (recursive: *.yaml, *.yml, *.json) or - for stdin")
+	guardrails := guardrailFlags(fs)
 	if code, ok := e.parse(fs, "validate", args); !ok {
 		return code
 	}
 	if *path == "" {
 		return e.usageError(fs, "validate", "-f is required")
 	}
-	b, probs, err := check(*path, e.stdin)
+	b, probs, err := check(*path, e.stdin, *guardrails)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "bulwarkctl validate: %v\n", err)
 		return exitFailed

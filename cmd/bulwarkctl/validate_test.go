@@ -95,6 +95,26 @@ func TestValidateConflictingPolicies(t *testing.T) {
 	require.Contains(t, r.stderr, "1 problem found\n")
 }
 
+func TestValidateIndexesDocumentsLikeTheDecoder(t *testing.T) {
+	// Empty and comment-only documents are skipped; list items count one each.
+	r := bulwarkctl(t, "", "validate", "-f", "testdata/invalid/shapes.yaml")
+	require.Equal(t, exitFailed, r.code)
+	const f = "testdata/invalid/shapes.yaml: "
+	require.Equal(t, f+"document 1 (ResiliencePolicy listed): spec.timeouts.bogus: unknown field (line 19)\n"+
+		f+"document 1 (ResiliencePolicy listed): spec.retries.attempts: must be between 0 and 10 (got -1)\n"+
+		f+"document 2 (ChaosExperiment too-long): spec.abort.percent: must be at most 50, the blast-radius cap (the server flag --max-fault-percent raises it); got 80\n"+
+		f+"document 2 (ChaosExperiment too-long): spec.duration: must be at most 1h, the server's cap (its flag --max-experiment-duration raises it); got 2h\n"+
+		"4 problems found\n", r.stderr)
+}
+
+func TestValidateGuardrailFlags(t *testing.T) {
+	// The server's caps can be raised; validation follows.
+	r := bulwarkctl(t, "", "validate", "-f", "testdata/invalid/shapes.yaml", "--max-fault-percent", "100", "--max-experiment-duration", "3h")
+	require.Equal(t, exitFailed, r.code)
+	require.NotContains(t, r.stderr, "too-long")
+	require.Contains(t, r.stderr, "2 problems found\n")
+}
+
 func TestValidateMissingPath(t *testing.T) {
 	r := bulwarkctl(t, "", "validate", "-f", "testdata/does-not-exist")
 	require.Equal(t, exitFailed, r.code)

@@ -207,9 +207,18 @@ func (s *Set) CalledBy(source string) []string {
 			continue
 		}
 		seen[name] = true
-		// A fallback of any policy targeting the dependency must reach the caller too.
+		// The fallback of a policy that applies to the caller's calls to the
+		// dependency (on any route) must reach the caller too.
+		labels := s.Services[name].Metadata.Labels
 		for _, p := range s.policiesFor(name) {
-			if p.Spec.Fallback != nil && p.Spec.Fallback.Service != "" {
+			if p.Spec.Fallback == nil || p.Spec.Fallback.Service == "" {
+				continue
+			}
+			route := ""
+			if r := p.Spec.Target.Route; r != nil {
+				route = r.PathPrefix
+			}
+			if p.Matches(source, name, labels, route) {
 				queue = append(queue, p.Spec.Fallback.Service)
 			}
 		}

@@ -135,6 +135,9 @@ func (s *Service) Validate() error {
 	}
 	checkEndpoints(c, p, s.Endpoints)
 	checkCluster(c, p+".cluster", &s.Cluster)
+	if hc := s.Cluster.HealthCheck; hc != nil && hc.GRPC != nil && s.Protocol == policies.ProtocolHTTP {
+		c.add(p+".cluster.healthCheck.grpc", "needs protocol http2 or grpc (gRPC health checks speak HTTP/2), got %s", s.Protocol)
+	}
 	if s.Fallback != "" {
 		if s.Fallback == s.Name {
 			c.add(p+".fallback", "a service cannot fall back to itself")

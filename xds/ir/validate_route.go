@@ -132,6 +132,17 @@ func checkFault(c *checker, q string, f *Fault) {
 	}
 }
 
+// Validate checks a fault on its own, so a caller can leave out a bad fault
+// without losing the rest of its service. Paths start with "fault".
+func (f *Fault) Validate() error {
+	if f == nil {
+		return nil
+	}
+	c := &checker{}
+	checkFault(c, "fault", f)
+	return c.err()
+}
+
 func checkPercent(c *checker, path string, v float64) {
 	if v < 0 || v > 100 {
 		c.add(path, "must be a percentage between 0 and 100, got %g", v)

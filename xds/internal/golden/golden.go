@@ -28,7 +28,9 @@ type Dir struct {
 }
 
 // Open returns the golden directory at path.
-func Open(path string) *Dir { return &Dir{Path: path, produced: map[string]bool{}, done: map[string]bool{}} }
+func Open(path string) *Dir {
+	return &Dir{Path: path, produced: map[string]bool{}, done: map[string]bool{}}
+}
 
 // Cases lists the case names: the inputs' names without InputSuffix, sorted.
 func (d *Dir) Cases(t *testing.T) []string {

@@ -170,14 +170,14 @@ func (s *Store) List(ctx context.Context, kind string) ([]policies.Resource, int
 	return out, rev, nil
 }
 
+// PingTimeout bounds Ping.
+const PingTimeout = 3 * time.Second
+
 // Ping checks that etcd answers a linearizable read (which needs a leader)
-// within the context's deadline, or 3 seconds when it has none.
+// within PingTimeout, or the context's deadline if sooner.
 func (s *Store) Ping(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, PingTimeout)
+	defer cancel()
 	if _, err := s.cli.Get(ctx, s.opts.Prefix, clientv3.WithCountOnly()); err != nil {
 		return fmt.Errorf("etcd unreachable: %w", err)
 	}

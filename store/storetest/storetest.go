@@ -20,17 +20,22 @@ func NewEtcd(t testing.TB) *clientv3.Client {
 }
 
 // NewServer starts an embedded etcd on free loopback ports in t.TempDir(),
-// without fsync, closed by the test's cleanup. Use Restart to stop and start
-// it again on the same data and ports.
-func NewServer(t testing.TB) *embedded.Server {
+// without fsync, closed by the test's cleanup. Options may adjust the
+// configuration (for example a smaller MaxTxnOps). Use Restart to stop and
+// start it again on the same data and ports.
+func NewServer(t testing.TB, options ...func(*embedded.Config)) *embedded.Server {
 	t.Helper()
-	return start(t, embedded.Config{
+	cfg := embedded.Config{
 		DataDir:       t.TempDir(),
 		ListenClient:  "127.0.0.1:0",
 		ListenPeer:    "127.0.0.1:0",
 		Logger:        zap.NewNop(),
 		UnsafeNoFsync: true,
-	})
+	}
+	for _, o := range options {
+		o(&cfg)
+	}
+	return start(t, cfg)
 }
 
 // NewClient returns a client of srv, closed by the test's cleanup (before

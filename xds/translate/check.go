@@ -20,7 +20,9 @@ import (
 // name has its route configuration and every route configuration is
 // referenced (Consistent cannot see API listeners, so gRPC route
 // configurations are checked here); every cluster a route or an aggregate
-// cluster names exists.
+// cluster names exists. A group with API listeners (proxyless gRPC) must
+// also obey the rules gRPC's xDS client enforces (it would NACK otherwise);
+// one without must obey Envoy's rule for aggregate clusters.
 func Check(r *Resources) error {
 	if r == nil {
 		return errors.New("nil resources")
@@ -111,6 +113,12 @@ func Check(r *Resources) error {
 	}
 	for _, c := range r.Clusters {
 		add(checkAggregate(c, names["cluster"]))
+	}
+	// A group with API listeners is a gRPC group; one without is Envoy's.
+	if len(hcms) > 0 {
+		add(checkGRPC(r))
+	} else {
+		add(checkEnvoy(r))
 	}
 	return errors.Join(errs...)
 }

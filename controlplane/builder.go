@@ -46,7 +46,7 @@ type builder struct {
 	tracker *tracker
 	metrics *metrics
 
-	// mutate, when set, edits resources after translation and before the
+	// mutate, when set, edits resources after the check and before the
 	// snapshot is published. Tests use it to publish a config a proxy rejects.
 	mutate func(GroupKey, *translate.Resources)
 
@@ -139,13 +139,14 @@ func (b *builder) build(ctx context.Context, k GroupKey) error {
 		b.fail(id, "translate", problems)
 		return fmt.Errorf("translate: %w", err)
 	}
-	if mutate != nil {
-		mutate(k, res)
-	}
 	if err := translate.Check(res); err != nil {
 		problems = append(problems, BuildProblem{Group: id, Message: "snapshot rejected before publishing: " + err.Error()})
 		b.fail(id, "check", problems)
 		return err
+	}
+	if mutate != nil {
+		// After the check on purpose: tests publish what a proxy rejects.
+		mutate(k, res)
 	}
 	snap, versions, err := newSnapshot(res)
 	if err != nil {

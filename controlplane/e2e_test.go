@@ -17,6 +17,7 @@ import (
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/bulwarkmesh/bulwark/store/storetest"
 	"github.com/bulwarkmesh/bulwark/xds/translate"
 )
 
@@ -342,7 +343,7 @@ func TestE2EStoreOutage(t *testing.T) {
 	c, _ := h.dial("checkout", "payments")
 	eventually(t, 10*time.Second, func() error { _, err := call(c, time.Second, "x"); return err })
 
-	h.etcd.Stop()
+	storetest.Stop(h.etcd)
 	eventually(t, 10*time.Second, func() error {
 		code, body := h.get("/health/ready")
 		if code != http.StatusServiceUnavailable {
@@ -357,7 +358,7 @@ func TestE2EStoreOutage(t *testing.T) {
 	code, _ := h.get("/health/live")
 	require.Equal(t, http.StatusOK, code)
 
-	require.NoError(t, h.etcd.Restart())
+	h.etcd = storetest.Restart(t, h.etcd)
 	h.waitReady()
 	b2 := startBackend(t, "new", nil)
 	h.apply(serviceYAML("payments", b2.port))
@@ -380,12 +381,15 @@ func TestE2ENackNeverResent(t *testing.T) {
 	eventually(t, 10*time.Second, func() error { _, err := call(c, time.Second, "x"); return err })
 
 	var sends sync.Map // version → *atomic.Int64, route responses to our node
+	h.cp.tracker.mu.Lock()
+	defer func() { h.cp.tracker.mu.Lock(); h.cp.tracker.onSent = nil; h.cp.tracker.mu.Unlock() }()
 	h.cp.tracker.onSent = func(nodeID, typeURL, version string) {
 		if nodeID == node && typeURL == resourcev3.RouteType {
 			n, _ := sends.LoadOrStore(version, new(atomic.Int64))
 			n.(*atomic.Int64).Add(1)
 		}
 	}
+	h.cp.tracker.mu.Unlock()
 	var poison atomic.Bool
 	poison.Store(true)
 	h.cp.builder.mu.Lock()

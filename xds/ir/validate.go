@@ -48,6 +48,15 @@ func (c *checker) add(path, format string, args ...any) {
 	c.errs = append(c.errs, &FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
+// at joins a base path and a field; the checks call it only on error, so
+// that a valid IR costs no string building.
+func at(base, field string) string {
+	if field == "" {
+		return base
+	}
+	return base + "." + field
+}
+
 func (c *checker) err() error { return errors.Join(c.errs...) }
 
 // ValidateGroup checks the group-level fields translation relies on: the
@@ -63,7 +72,7 @@ func (x *Xds) ValidateGroup() error {
 		if _, err := netip.ParseAddr(x.Outbound.Host); err != nil {
 			c.add("outbound.host", "must be an IP address, got %q", x.Outbound.Host)
 		}
-		checkPort(c, "outbound.port", x.Outbound.Port)
+		checkPort(c, "outbound", "port", x.Outbound.Port)
 	case FlavorGRPC:
 	default:
 		c.add("flavor", "must be %q or %q, got %q", FlavorEnvoy, FlavorGRPC, x.Flavor)
@@ -119,7 +128,7 @@ func (s *Service) Validate() error {
 	default:
 		c.add(p+".protocol", "must be http, http2 or grpc, got %q", s.Protocol)
 	}
-	checkPort(c, p+".port", s.Port)
+	checkPort(c, p, "port", s.Port)
 	if s.DNS != "" && len(s.Endpoints) > 0 {
 		c.add(p+".dns", "exclusive with endpoints: set one of them")
 	}
@@ -130,7 +139,7 @@ func (s *Service) Validate() error {
 		} else if n, err := strconv.Atoi(port); err != nil {
 			c.add(p+".dns", "port must be a number, got %q", port)
 		} else {
-			checkPort(c, p+".dns", n)
+			checkPort(c, p, "dns", n)
 		}
 	}
 	checkEndpoints(c, p, s.Endpoints)
@@ -168,31 +177,53 @@ func CheckName(name string) error {
 	return nil
 }
 
-func checkPort(c *checker, path string, port int) {
+func checkPort(c *checker, base, field string, port int) {
 	if port < 1 || port > 65535 {
-		c.add(path, "must be a port between 1 and 65535, got %d", port)
+		c.add(at(base, field), "must be a port between 1 and 65535, got %d", port)
 	}
 }
 
 func checkEndpoints(c *checker, p string, eps []Endpoint) {
-	seen := make(map[string]int, len(eps))
 	var total uint64
+	ip := func(i int) string { return p + ".endpoints[" + strconv.Itoa(i) + "]" }
+	type hostPort struct {
+		addr string
+		port int
+	}
+	var seen map[hostPort]int // for long lists; short ones compare pairwise
+	if len(eps) > 16 {
+		seen = make(map[hostPort]int, len(eps))
+	}
 	for i, ep := range eps {
-		ip := fmt.Sprintf("%s.endpoints[%d]", p, i)
-		if _, err := netip.ParseAddr(ep.Address); err != nil {
-			c.add(ip+".address", "must be an IP address, got %q", ep.Address)
+		addr, err := netip.ParseAddr(ep.Address)
+		if err != nil {
+			c.add(ip(i)+".address", "must be an IP address, got %q", ep.Address)
 		}
-		checkPort(c, ip+".port", ep.Port)
+		if ep.Port < 1 || ep.Port > 65535 {
+			checkPort(c, ip(i), "port", ep.Port)
+		}
 		if ep.Weight < 1 {
-			c.add(ip+".weight", "must be at least 1, got %d", ep.Weight)
-		}
-		key := net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port))
-		if j, dup := seen[key]; dup {
-			c.add(ip, "duplicate of endpoints[%d] (%s)", j, key)
-		}
-		seen[key] = i
-		if ep.Weight > 0 {
+			c.add(ip(i)+".weight", "must be at least 1, got %d", ep.Weight)
+		} else {
 			total += uint64(ep.Weight)
+		}
+		if err != nil {
+			continue
+		}
+		ap := netip.AddrPortFrom(addr, uint16(ep.Port))
+		if seen != nil {
+			if j, dup := seen[hostPort{ep.Address, ep.Port}]; dup {
+				c.add(ip(i), "duplicate of endpoints[%d] (%s)", j, ap)
+			} else {
+				seen[hostPort{ep.Address, ep.Port}] = i
+			}
+			continue
+		}
+		for j := 0; j < i; j++ {
+			if eps[j].Port == ep.Port && eps[j].Address == ep.Address {
+				c.add(ip(i), "duplicate of endpoints[%d] (%s)", j, ap)
+				break
+			}
 		}
 	}
 	if total > MaxWeight {
@@ -200,65 +231,65 @@ func checkEndpoints(c *checker, p string, eps []Endpoint) {
 	}
 }
 
-func nonNeg(c *checker, path string, v *int) {
+func nonNeg(c *checker, base, field string, v *int) {
 	if v != nil && (*v < 0 || uint64(*v) > math.MaxUint32) {
-		c.add(path, "must be between 0 and %d, got %d", uint64(math.MaxUint32), *v)
+		c.add(at(base, field), "must be between 0 and %d, got %d", uint64(math.MaxUint32), *v)
 	}
 }
 
-func atLeastOne(c *checker, path string, v *int) {
+func atLeastOne(c *checker, base, field string, v *int) {
 	if v != nil && (*v < 1 || uint64(*v) > math.MaxUint32) {
-		c.add(path, "must be between 1 and %d, got %d", uint64(math.MaxUint32), *v)
+		c.add(at(base, field), "must be between 1 and %d, got %d", uint64(math.MaxUint32), *v)
 	}
 }
 
-func percent(c *checker, path string, v *int) {
+func percent(c *checker, base, field string, v *int) {
 	if v != nil && (*v < 0 || *v > 100) {
-		c.add(path, "must be a percentage between 0 and 100, got %d", *v)
+		c.add(at(base, field), "must be a percentage between 0 and 100, got %d", *v)
 	}
 }
 
-func positive(c *checker, path string, d *policies.Duration) {
+func positive(c *checker, base, field string, d *policies.Duration) {
 	if d != nil {
-		checkDuration(c, path, *d, true)
+		checkDuration(c, base, field, *d, true)
 	}
 }
 
 // checkDuration rejects negative (or, when strict, zero) durations and those
 // past protobuf's range.
-func checkDuration(c *checker, path string, d policies.Duration, strict bool) {
+func checkDuration(c *checker, base, field string, d policies.Duration, strict bool) {
 	switch {
 	case d < 0 || (strict && d == 0):
 		if strict {
-			c.add(path, "must be greater than 0, got %s", d)
+			c.add(at(base, field), "must be greater than 0, got %s", d)
 		} else {
-			c.add(path, "must not be negative, got %s", d)
+			c.add(at(base, field), "must not be negative, got %s", d)
 		}
 	case d.D() > 100*365*24*time.Hour:
-		c.add(path, "%s is out of range", d)
+		c.add(at(base, field), "%s is out of range", d)
 	}
 }
 
 func checkCluster(c *checker, p string, cl *ClusterPolicy) {
-	positive(c, p+".connectTimeout", cl.ConnectTimeout)
+	positive(c, p, "connectTimeout", cl.ConnectTimeout)
 	if cb := cl.CircuitBreaker; cb != nil {
 		q := p + ".circuitBreaker"
-		atLeastOne(c, q+".consecutive5xx", cb.Consecutive5xx)
-		atLeastOne(c, q+".consecutiveGatewayErrors", cb.ConsecutiveGatewayErrors)
-		positive(c, q+".interval", cb.Interval)
-		positive(c, q+".baseEjectionTime", cb.BaseEjectionTime)
-		percent(c, q+".maxEjectionPercent", cb.MaxEjectionPercent)
+		atLeastOne(c, q, "consecutive5xx", cb.Consecutive5xx)
+		atLeastOne(c, q, "consecutiveGatewayErrors", cb.ConsecutiveGatewayErrors)
+		positive(c, q, "interval", cb.Interval)
+		positive(c, q, "baseEjectionTime", cb.BaseEjectionTime)
+		percent(c, q, "maxEjectionPercent", cb.MaxEjectionPercent)
 		if fp := cb.FailurePercentage; fp != nil {
-			percent(c, q+".failurePercentage.threshold", fp.Threshold)
-			nonNeg(c, q+".failurePercentage.minimumHosts", fp.MinimumHosts)
-			nonNeg(c, q+".failurePercentage.requestVolume", fp.RequestVolume)
+			percent(c, q, "failurePercentage.threshold", fp.Threshold)
+			nonNeg(c, q, "failurePercentage.minimumHosts", fp.MinimumHosts)
+			nonNeg(c, q, "failurePercentage.requestVolume", fp.RequestVolume)
 		}
 		if sr := cb.SuccessRate; sr != nil {
 			if f := sr.StdevFactor; f != nil && (*f <= 0 || *f*1000 > math.MaxUint32) {
 				c.add(q+".successRate.stdevFactor", "must be greater than 0 and at most %d, got %g", math.MaxUint32/1000, *f)
 			}
-			nonNeg(c, q+".successRate.minimumHosts", sr.MinimumHosts)
-			nonNeg(c, q+".successRate.requestVolume", sr.RequestVolume)
+			nonNeg(c, q, "successRate.minimumHosts", sr.MinimumHosts)
+			nonNeg(c, q, "successRate.requestVolume", sr.RequestVolume)
 		}
 		if cb.Consecutive5xx == nil && cb.ConsecutiveGatewayErrors == nil && cb.FailurePercentage == nil && cb.SuccessRate == nil {
 			c.add(q, "sets no detector: set consecutive5xx, consecutiveGatewayErrors, failurePercentage or successRate")
@@ -266,18 +297,18 @@ func checkCluster(c *checker, p string, cl *ClusterPolicy) {
 	}
 	if b := cl.Bulkhead; b != nil {
 		q := p + ".bulkhead"
-		atLeastOne(c, q+".maxConnections", b.MaxConnections)
-		nonNeg(c, q+".maxPendingRequests", b.MaxPendingRequests)
-		atLeastOne(c, q+".maxRequests", b.MaxRequests)
-		nonNeg(c, q+".maxRetries", b.MaxRetries)
-		atLeastOne(c, q+".maxRequestsPerConnection", b.MaxRequestsPerConnection)
+		atLeastOne(c, q, "maxConnections", b.MaxConnections)
+		nonNeg(c, q, "maxPendingRequests", b.MaxPendingRequests)
+		atLeastOne(c, q, "maxRequests", b.MaxRequests)
+		nonNeg(c, q, "maxRetries", b.MaxRetries)
+		atLeastOne(c, q, "maxRequestsPerConnection", b.MaxRequestsPerConnection)
 	}
 	if rb := cl.RetryBudget; rb != nil {
 		q := p + ".retryBudget"
 		if rb.Percent != nil && (*rb.Percent < 0 || *rb.Percent > 100) {
 			c.add(q+".percent", "must be a percentage between 0 and 100, got %g", *rb.Percent)
 		}
-		nonNeg(c, q+".minConcurrency", rb.MinConcurrency)
+		nonNeg(c, q, "minConcurrency", rb.MinConcurrency)
 	}
 	if hc := cl.HealthCheck; hc != nil {
 		checkHealthCheck(c, p+".healthCheck", hc)
@@ -312,14 +343,14 @@ func checkHealthCheck(c *checker, q string, hc *policies.HealthCheck) {
 	if hc.Timeout == nil {
 		c.add(q+".timeout", "required")
 	}
-	positive(c, q+".interval", hc.Interval)
-	positive(c, q+".timeout", hc.Timeout)
+	positive(c, q, "interval", hc.Interval)
+	positive(c, q, "timeout", hc.Timeout)
 	if hc.UnhealthyThreshold == nil {
 		c.add(q+".unhealthyThreshold", "required")
 	}
 	if hc.HealthyThreshold == nil {
 		c.add(q+".healthyThreshold", "required")
 	}
-	atLeastOne(c, q+".unhealthyThreshold", hc.UnhealthyThreshold)
-	atLeastOne(c, q+".healthyThreshold", hc.HealthyThreshold)
+	atLeastOne(c, q, "unhealthyThreshold", hc.UnhealthyThreshold)
+	atLeastOne(c, q, "healthyThreshold", hc.HealthyThreshold)
 }

@@ -3,6 +3,7 @@ package ir
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -13,7 +14,7 @@ func checkRoutes(c *checker, p string, routes []*Route) {
 	}
 	seen := make(map[string]int, len(routes))
 	for i, r := range routes {
-		rp := fmt.Sprintf("%s.routes[%d]", p, i)
+		rp := p + ".routes[" + strconv.Itoa(i) + "]"
 		if r == nil {
 			c.add(rp, "must not be null")
 			continue
@@ -34,10 +35,10 @@ func checkRoutes(c *checker, p string, routes []*Route) {
 		}
 		seen[r.PathPrefix] = i
 		if r.Timeout != nil {
-			checkDuration(c, rp+".timeout", *r.Timeout, false)
+			checkDuration(c, rp, "timeout", *r.Timeout, false)
 		}
 		if r.IdleTimeout != nil {
-			checkDuration(c, rp+".idleTimeout", *r.IdleTimeout, false)
+			checkDuration(c, rp, "idleTimeout", *r.IdleTimeout, false)
 		}
 		if r.Retry != nil {
 			checkRetry(c, rp+".retry", r.Retry)
@@ -58,9 +59,9 @@ func checkRetry(c *checker, q string, r *Retry) {
 	if r.Attempts == 0 {
 		return // retries disabled: the rest is never used
 	}
-	positive(c, q+".perTryTimeout", r.PerTryTimeout)
-	checkDuration(c, q+".backoffBase", r.BackoffBase, true)
-	checkDuration(c, q+".backoffMax", r.BackoffMax, true)
+	positive(c, q, "perTryTimeout", r.PerTryTimeout)
+	checkDuration(c, q, "backoffBase", r.BackoffBase, true)
+	checkDuration(c, q, "backoffMax", r.BackoffMax, true)
 	if r.BackoffMax < r.BackoffBase {
 		c.add(q+".backoffMax", "must be >= backoffBase (%s), got %s", r.BackoffBase, r.BackoffMax)
 	}
@@ -118,7 +119,7 @@ func checkFault(c *checker, q string, f *Fault) {
 	}
 	if d := f.Delay; d != nil {
 		checkPercent(c, q+".delay.percent", d.Percent)
-		checkDuration(c, q+".delay.fixed", d.Fixed, true)
+		checkDuration(c, q, "delay.fixed", d.Fixed, true)
 	}
 	names := make([]string, 0, len(f.Headers))
 	for name := range f.Headers {

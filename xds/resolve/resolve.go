@@ -57,11 +57,17 @@ func Resolve(set *policies.Set, flavor ir.Flavor, source string, opts Options) (
 		return nil, []error{err}
 	}
 	var errs []error
+	// Experiments target services by name: most services have none, and
+	// for those ExperimentsFor need not be asked at all.
+	chaos := make(map[string]bool, len(set.Experiments))
+	for _, e := range set.Experiments {
+		chaos[e.Spec.Target.Service] = true
+	}
 	names := set.CalledBy(source)
 	x.Services = make([]*ir.Service, 0, len(names))
 	kept := make(map[string]bool, len(names))
 	for _, name := range names {
-		s, serrs := resolveService(set, source, name)
+		s, serrs := resolveService(set, source, name, chaos[name])
 		errs = append(errs, serrs...)
 		if err := s.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("service %s left out: %w", name, err))
@@ -85,7 +91,8 @@ func Resolve(set *policies.Set, flavor ir.Flavor, source string, opts Options) (
 }
 
 // resolveService builds one service's IR. It reports what it drops.
-func resolveService(set *policies.Set, source, name string) (*ir.Service, []error) {
+// chaos says whether any experiment targets the service.
+func resolveService(set *policies.Set, source, name string, chaos bool) (*ir.Service, []error) {
 	svc := *set.Services[name]
 	svc.Spec.Endpoints = nil // endpoints come from EndpointsOf, static and registered
 	policies.DefaultService(&svc)
@@ -120,15 +127,17 @@ func resolveService(set *policies.Set, source, name string) (*ir.Service, []erro
 			continue
 		}
 		r := routeFrom(p, routeSpec(set, source, name, p))
-		r.Fault = faultFor(set, source, name, p)
+		if chaos {
+			r.Fault = faultFor(set, source, name, p)
+		}
 		s.Routes = append(s.Routes, r)
 	}
-	def := routeFrom(ir.DefaultRoute, spec)
+	def, defRoute := routeFrom(ir.DefaultRoute, spec), ""
 	if defaultNamed {
-		def = routeFrom(ir.DefaultRoute, routeSpec(set, source, name, ir.DefaultRoute))
-		def.Fault = faultFor(set, source, name, ir.DefaultRoute)
-	} else {
-		def.Fault = faultFor(set, source, name, "")
+		def, defRoute = routeFrom(ir.DefaultRoute, routeSpec(set, source, name, ir.DefaultRoute)), ir.DefaultRoute
+	}
+	if chaos {
+		def.Fault = faultFor(set, source, name, defRoute)
 	}
 	s.Routes = append(s.Routes, def)
 

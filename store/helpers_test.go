@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ metadata: {name: `+name+`, labels: {tier: critical}}
 spec:
   protocol: http
   port: 8080
-  endpoints: [{address: 127.0.0.1, port: `+itoa(port)+`, zone: z1, weight: 1}]
+  endpoints: [{address: 127.0.0.1, port: `+strconv.Itoa(port)+`, zone: z1, weight: 1}]
 `).(*policies.Service)
 }
 
@@ -92,8 +93,6 @@ spec:
   hypothesis: checkout stays up
 `).(*policies.ChaosExperiment)
 }
-
-func itoa(i int) string { return string(rune('0'+i/1000%10)) + string(rune('0'+i/100%10)) + string(rune('0'+i/10%10)) + string(rune('0'+i%10)) }
 
 // next returns the next watch event, failing after a timeout.
 func next(t *testing.T, ch <-chan Event) Event {

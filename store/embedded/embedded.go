@@ -56,12 +56,15 @@ type Config struct {
 	StartTimeout time.Duration
 }
 
-// Server is a running embedded etcd.
+// Server is an embedded etcd. It can be stopped and started again on the
+// same data directory and addresses (Stop, Restart) until Close.
 type Server struct {
 	cfg       Config
-	etcd      *embed.Etcd
 	endpoints []string
-	closeOnce sync.Once
+
+	mu     sync.Mutex
+	etcd   *embed.Etcd // nil while stopped
+	closed bool
 }
 
 // Start starts etcd and waits until it serves clients. Ports are checked
@@ -99,7 +102,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.ListenPeer, err = resolvePort("peer", cfg.ListenPeer); err != nil {
 		return nil, err
 	}
+	s := &Server{cfg: cfg, endpoints: []string{"http://" + cfg.ListenClient}}
+	if s.etcd, err = launch(ctx, cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
 
+// launch starts etcd with a resolved configuration and waits until it is ready.
+func launch(ctx context.Context, cfg Config) (*embed.Etcd, error) {
 	ec := embed.NewConfig()
 	ec.Name = "bulwark"
 	ec.Dir = cfg.DataDir
@@ -126,6 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	defer timer.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
+		return e, nil
 	case err := <-e.Err():
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s failed while starting: %w", cfg.DataDir, err)
@@ -136,7 +148,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: %w", ctx.Err())
 	}
-	return &Server{cfg: cfg, etcd: e, endpoints: []string{curl.String()}}, nil
 }
 
 // resolvePort checks that addr can be bound and replaces port 0 with a free
@@ -183,11 +194,45 @@ func (s *Server) Client() (*clientv3.Client, error) {
 	return cli, nil
 }
 
-// Close stops the server. Clients with open watches hold the graceful stop
-// for up to etcd's request timeout (about 7 s); close them first when you can.
+// Stop stops etcd and keeps its data; Restart starts it again. Clients with
+// open watches or lease keepalives hold etcd's graceful stop for up to its
+// request timeout (about 7 s); close them first when you can.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+}
+
+func (s *Server) stopLocked() {
+	if s.etcd == nil {
+		return
+	}
+	s.etcd.Close()
+	<-s.etcd.Server.StopNotify()
+	s.etcd = nil
+}
+
+// Restart stops etcd if it runs and starts it again on the same data
+// directory and addresses; existing clients reconnect by themselves.
+func (s *Server) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("embedded etcd: restart after Close")
+	}
+	s.stopLocked()
+	var err error
+	if _, err = resolvePort("client", s.cfg.ListenClient); err != nil {
+		return err
+	}
+	s.etcd, err = launch(ctx, s.cfg)
+	return err
+}
+
+// Close stops etcd for good (see Stop). It may be called more than once.
 func (s *Server) Close() {
-	s.closeOnce.Do(func() {
-		s.etcd.Close()
-		<-s.etcd.Server.StopNotify()
-	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.stopLocked()
 }

@@ -50,16 +50,28 @@ func NewClient(t testing.TB, srv *embedded.Server) *clientv3.Client {
 	return cli
 }
 
-// Stop stops srv (its data stays); clients keep retrying until Restart.
-func Stop(srv *embedded.Server) { srv.Close() }
+// Stop stops srv; its data stays, and clients keep retrying until Restart.
+// Clients with open watches hold the stop for up to about 7 s (etcd's
+// graceful stop).
+func Stop(srv *embedded.Server) { srv.Stop() }
 
-// Restart starts a stopped server again with the same data directory and
-// ports; clients created before reconnect by themselves. It stops srv
-// first if it is still running.
+// Restart starts srv again (stopping it first if it runs) with the same data
+// directory and ports; clients created before reconnect by themselves. It
+// returns srv, which the test's cleanup still closes after its clients.
 func Restart(t testing.TB, srv *embedded.Server) *embedded.Server {
 	t.Helper()
-	srv.Close()
-	return start(t, srv.Config())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var err error
+	// A port just released can take a moment to be free again.
+	for attempt := 0; attempt < 20; attempt++ {
+		if err = srv.Restart(ctx); err == nil {
+			return srv
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("restart embedded etcd: %v", err)
+	return nil
 }
 
 func start(t testing.TB, cfg embedded.Config) *embedded.Server {

@@ -9,7 +9,6 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/xds/ir"
@@ -26,7 +25,7 @@ func buildCluster(flavor ir.Flavor, s *ir.Service) (*clusterv3.Cluster, error) {
 	c := &clusterv3.Cluster{Name: s.Name}
 	if s.DNS == "" {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
-		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()}
+		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads}
 	} else {
 		typ := clusterv3.Cluster_STRICT_DNS
 		if flavor == ir.FlavorGRPC {
@@ -77,14 +76,6 @@ func protocolOptions(s *ir.Service) (*anypb.Any, error) {
 	return toAny(opts)
 }
 
-// adsSource says "over the ADS stream, xDS v3".
-func adsSource() *corev3.ConfigSource {
-	return &corev3.ConfigSource{
-		ResourceApiVersion:    corev3.ApiVersion_V3,
-		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
-	}
-}
-
 // dnsLoadAssignment is the inline assignment of a DNS service: one locality
 // with one endpoint, the host the proxy resolves (what gRPC requires of a
 // LOGICAL_DNS cluster).
@@ -95,10 +86,8 @@ func dnsLoadAssignment(s *ir.Service) *endpointv3.ClusterLoadAssignment {
 		ClusterName: s.Name,
 		Endpoints: []*endpointv3.LocalityLbEndpoints{{
 			Locality:            &corev3.Locality{},
-			LoadBalancingWeight: wrapperspb.UInt32(1),
+			LoadBalancingWeight: u32(1),
 			LbEndpoints:         []*endpointv3.LbEndpoint{lbEndpoint(host, p, 1)},
 		}},
 	}
 }
-
-func u32(v int) *wrapperspb.UInt32Value { return wrapperspb.UInt32(uint32(v)) }

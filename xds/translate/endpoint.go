@@ -6,7 +6,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/bulwarkmesh/bulwark/xds/ir"
 )
@@ -29,7 +28,7 @@ func loadAssignment(s *ir.Service) *endpointv3.ClusterLoadAssignment {
 	var weight uint32
 	flush := func() {
 		if cur != nil {
-			cur.LoadBalancingWeight = wrapperspb.UInt32(weight)
+			cur.LoadBalancingWeight = u32v(weight)
 			cla.Endpoints = append(cla.Endpoints, cur)
 		}
 	}

@@ -18,6 +18,22 @@ import (
 // runs the fault filter, then the router. The filter list never depends on
 // the policies, so policy changes never touch a listener.
 func httpConnectionManager(statPrefix, routeName string) (*hcmv3.HttpConnectionManager, error) {
+	filters, err := httpFilters()
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    ads,
+			RouteConfigName: routeName,
+		}},
+		HttpFilters: filters,
+	}, nil
+}
+
+// httpFilters are the filters of every connection manager, built once.
+var httpFilters = sync.OnceValues(func() ([]*hcmv3.HttpFilter, error) {
 	fault, err := faultFilter()
 	if err != nil {
 		return nil, err
@@ -26,18 +42,11 @@ func httpConnectionManager(statPrefix, routeName string) (*hcmv3.HttpConnectionM
 	if err != nil {
 		return nil, err
 	}
-	return &hcmv3.HttpConnectionManager{
-		StatPrefix: statPrefix,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsSource(),
-			RouteConfigName: routeName,
-		}},
-		HttpFilters: []*hcmv3.HttpFilter{
-			fault,
-			{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
-		},
+	return []*hcmv3.HttpFilter{
+		fault,
+		{Name: wellknown.Router, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
 	}, nil
-}
+})
 
 // outboundHCM is the outbound listener's connection manager; it never changes.
 var outboundHCM = sync.OnceValues(func() (*anypb.Any, error) {

@@ -52,7 +52,7 @@ func outlierDetection(cb *policies.CircuitBreaker) *clusterv3.OutlierDetection {
 	if sr := cb.SuccessRate; sr != nil {
 		if sr.StdevFactor != nil {
 			// Envoy divides by 1000: 1900 means 1.9 standard deviations.
-			od.SuccessRateStdevFactor = wrapperspb.UInt32(uint32(math.Round(*sr.StdevFactor * 1000)))
+			od.SuccessRateStdevFactor = u32v(uint32(math.Round(*sr.StdevFactor * 1000)))
 		}
 		if sr.MinimumHosts != nil {
 			od.SuccessRateMinimumHosts = u32(*sr.MinimumHosts)
@@ -77,7 +77,7 @@ func outlierDetection(cb *policies.CircuitBreaker) *clusterv3.OutlierDetection {
 
 func enforce(on bool) *wrapperspb.UInt32Value {
 	if on {
-		return wrapperspb.UInt32(enforced)
+		return u32(enforced)
 	}
-	return wrapperspb.UInt32(notEnforced)
+	return u32(notEnforced)
 }

@@ -3,6 +3,7 @@ package translate
 import (
 	"slices"
 	"strings"
+	"sync"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
@@ -60,17 +61,27 @@ func retryPolicy(flavor ir.Flavor, r *ir.Retry) (*routev3.RetryPolicy, error) {
 	for _, m := range sortedUnique(r.Methods) {
 		p.RetriableRequestHeaders = append(p.RetriableRequestHeaders, exactHeader(":method", m))
 	}
+	pred, err := previousHosts()
+	if err != nil {
+		return nil, err
+	}
+	p.RetryHostPredicate = pred
+	p.HostSelectionRetryMaxAttempts = hostSelectionAttempts
+	return p, nil
+}
+
+// previousHosts is the retry host predicate of every Envoy retry policy,
+// built once and shared.
+var previousHosts = sync.OnceValues(func() ([]*routev3.RetryPolicy_RetryHostPredicate, error) {
 	pred, err := toAny(&previoushostsv3.PreviousHostsPredicate{})
 	if err != nil {
 		return nil, err
 	}
-	p.RetryHostPredicate = []*routev3.RetryPolicy_RetryHostPredicate{{
+	return []*routev3.RetryPolicy_RetryHostPredicate{{
 		Name:       previousHostsPredicate,
 		ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: pred},
-	}}
-	p.HostSelectionRetryMaxAttempts = hostSelectionAttempts
-	return p, nil
-}
+	}}, nil
+})
 
 func sortedUnique(in []string) []string {
 	out := slices.Clone(in)

@@ -258,13 +258,25 @@ func (s *Set) Conflicts() []Conflict {
 	var out []Conflict
 	for _, svc := range s.ServiceNames() {
 		routes := append([]string{""}, s.Routes(svc)...)
-		for _, src := range s.Sources() {
+		for _, src := range s.policySources(svc) {
 			for _, r := range routes {
 				out = append(out, s.Resolve(src, svc, r).Conflicts...)
 			}
 		}
 	}
 	return dedupConflicts(out)
+}
+
+// policySources returns "" and the sources named by the policies that may
+// apply to service, sorted. Calls from any other source resolve like "".
+func (s *Set) policySources(service string) []string {
+	seen := map[string]bool{"": true}
+	for _, p := range s.policiesFor(service) {
+		for _, src := range p.Spec.Sources {
+			seen[src] = true
+		}
+	}
+	return sortedKeys(seen)
 }
 
 // dedupConflicts drops conflicts that repeat for several sources or routes

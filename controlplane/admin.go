@@ -18,36 +18,49 @@ import (
 
 func nopZap() *zap.Logger { return zap.NewNop() }
 
-// adminHandler serves health, metrics and the read-only status endpoints.
+// adminHandler serves health, metrics, status and the REST API. Health,
+// metrics and the OpenAPI document are open; every other route needs a
+// token of --token-file (viewer reads, editor writes) when one is given.
 func (cp *ControlPlane) adminHandler() (http.Handler, error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"live": true})
-	})
-	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, _ *http.Request) {
-		r := cp.readiness()
-		code := http.StatusOK
-		if !r.Ready {
-			code = http.StatusServiceUnavailable
-		}
-		writeJSON(w, code, r)
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(cp.metrics.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /v1/proxies", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"items": cp.fleet(r.Context())})
-	})
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, cp.Status(r.Context()))
-	})
-	mux.HandleFunc("GET /v1/config", cp.serveConfig)
-	if cp.cfg.EnablePprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ts, err := loadTokens(cp.cfg.TokenFile)
+	if err != nil {
+		return nil, err
 	}
-	return mux, nil
+	mux, handler := newAdminMux(cp.routes(), ts)
+	if cp.cfg.EnablePprof {
+		mux.Handle("/debug/pprof/", ts.authorize(RoleEditor, http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/cmdline", ts.authorize(RoleEditor, http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("/debug/pprof/profile", ts.authorize(RoleEditor, http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", ts.authorize(RoleEditor, http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", ts.authorize(RoleEditor, http.HandlerFunc(pprof.Trace)))
+	}
+	return handler, nil
+}
+
+// routes is every route of the admin port (pprof aside).
+func (cp *ControlPlane) routes() []route {
+	metrics := promhttp.HandlerFor(cp.metrics.registry, promhttp.HandlerOpts{})
+	return append([]route{
+		{"GET /health/live", RoleNone, func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]any{"live": true})
+		}},
+		{"GET /health/ready", RoleNone, func(w http.ResponseWriter, _ *http.Request) {
+			r := cp.readiness()
+			code := http.StatusOK
+			if !r.Ready {
+				code = http.StatusServiceUnavailable
+			}
+			writeJSON(w, code, r)
+		}},
+		{"GET /metrics", RoleNone, metrics.ServeHTTP},
+		{"GET /v1/proxies", RoleViewer, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]any{"items": cp.fleet(r.Context())})
+		}},
+		{"GET /v1/status", RoleViewer, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, cp.Status(r.Context()))
+		}},
+		{"GET /v1/config", RoleViewer, cp.serveConfig},
+	}, cp.apiRoutes()...)
 }
 
 // fleet returns every proxy of every replica: this replica's from memory,
@@ -199,15 +212,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeProblem(w http.ResponseWriter, code int, detail string, errs []error) {
-	body := map[string]any{"title": http.StatusText(code), "status": code, "detail": detail}
-	if len(errs) > 0 {
-		msgs := make([]string, len(errs))
-		for i, e := range errs {
-			msgs[i] = e.Error()
-		}
-		body["errors"] = msgs
+	typ := problemInvalid
+	switch code {
+	case http.StatusNotFound:
+		typ = problemNotFound
+	case http.StatusInternalServerError:
+		typ = problemInternal
 	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(body)
+	p := newProblem(code, typ, detail)
+	for _, e := range errs {
+		p.Violations = append(p.Violations, APIViolation{Message: e.Error()})
+	}
+	sendProblem(w, p)
 }

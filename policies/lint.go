@@ -54,7 +54,11 @@ func HasErrors(fs []Finding) bool {
 // message. Lint expects resources that passed Validate but does not fail on
 // others.
 func Lint(s *Set) []Finding {
-	l := &linter{s: s, seen: map[Finding]bool{}, fallbackEdges: map[string]map[string]edge{}}
+	l := &linter{s: s, seen: map[Finding]bool{}, fallbackEdges: map[string]map[string]edge{}, experimentsOn: map[string][]*ChaosExperiment{}}
+	for _, name := range sortedKeys(s.Experiments) {
+		e := s.Experiments[name]
+		l.experimentsOn[e.Spec.Target.Service] = append(l.experimentsOn[e.Spec.Target.Service], e)
+	}
 	l.calls()
 	l.targets()
 	l.missingFallbacks()
@@ -88,6 +92,8 @@ type linter struct {
 	// fallbackEdges[source][service] is the fallback calls from source to
 	// service use, collected while linting calls.
 	fallbackEdges map[string]map[string]edge
+	// experimentsOn lists the experiments by target service, sorted by name.
+	experimentsOn map[string][]*ChaosExperiment
 }
 
 // edge is one service's fallback and the policy that sets it.
@@ -160,20 +166,16 @@ func (l *linter) calls() {
 // sourcesFor lists the sources whose calls to service may differ: "" (any
 // caller) and every source named by a policy or experiment that may apply.
 func (l *linter) sourcesFor(service string) []string {
-	seen := map[string]bool{"": true}
-	for _, p := range l.s.policiesFor(service) {
-		for _, src := range p.Spec.Sources {
-			seen[src] = true
-		}
-	}
-	for _, e := range l.s.Experiments {
-		if e.Spec.Target.Service == service {
-			for _, src := range e.Spec.Sources {
-				seen[src] = true
+	srcs := l.s.policySources(service)
+	for _, e := range l.experimentsOn[service] {
+		for _, src := range e.Spec.Sources {
+			if !slices.Contains(srcs, src) {
+				srcs = append(srcs, src)
 			}
 		}
 	}
-	return sortedKeys(seen)
+	sort.Strings(srcs)
+	return srcs
 }
 
 func (l *linter) resolve(source, service, route string) *call {

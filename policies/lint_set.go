@@ -45,6 +45,12 @@ func (l *linter) targets() {
 
 // selected returns the services a policy target applies to, sorted.
 func (l *linter) selected(t Target) []string {
+	if t.Service != "" && t.Service != "*" {
+		if _, ok := l.s.Services[t.Service]; ok {
+			return []string{t.Service}
+		}
+		return nil
+	}
 	var out []string
 	for _, name := range l.s.ServiceNames() {
 		if targetMatches(Target{Service: t.Service, Selector: t.Selector}, name, l.s.Services[name].Metadata.Labels, "") {
@@ -121,6 +127,9 @@ func (l *linter) reportCycle(cycle []string, next func(string) (edge, bool)) {
 	}
 	cycle = append(slices.Clone(cycle[first:]), cycle[:first]...)
 	text := strings.Join(append(slices.Clone(cycle), cycle[0]), " → ")
+	if len(cycle) > 6 {
+		text = fmt.Sprintf("%s → … → %s (%d services)", strings.Join(cycle[:5], " → "), cycle[0], len(cycle))
+	}
 	for _, svc := range cycle {
 		e, _ := next(svc)
 		l.add(SeverityError, KindPolicy, e.policy, "spec.fallback.service",
@@ -284,11 +293,7 @@ func hasRequestTimeout(e Effective) bool {
 // shadowedExperiments: when several experiments apply to the same calls,
 // only the lexically first runs; the others are reported.
 func (l *linter) shadowedExperiments() {
-	services := map[string]bool{}
-	for _, e := range l.s.Experiments {
-		services[e.Spec.Target.Service] = true
-	}
-	for _, svc := range sortedKeys(services) {
+	for _, svc := range sortedKeys(l.experimentsOn) {
 		for _, route := range append([]string{""}, l.s.Routes(svc)...) {
 			for _, src := range l.sourcesFor(svc) {
 				es := l.s.ExperimentsFor(src, svc, route)

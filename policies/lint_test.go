@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -226,6 +227,13 @@ func TestLintFallbacks(t *testing.T) {
 			"---\napiVersion: bulwark/v1\nkind: Service\nmetadata: {name: e, labels: {tier: web}}\nspec: {port: 80}\n" + meshTimeout +
 			pol("web", `{target: {selector: {tier: web}}, fallback: {service: e}}`),
 			want: []Finding{errP("web", "spec.fallback.service", cycle("e → e"))}},
+		{name: "a long cycle is shortened", set: ring(7), want: func() []Finding {
+			var out []Finding
+			for i := 1; i <= 7; i++ {
+				out = append(out, errP(fmt.Sprintf("p%d", i), "spec.fallback.service", cycle("r1 → r2 → r3 → r4 → r5 → … → r1 (7 services)")))
+			}
+			return out
+		}()},
 		{name: "a cycle for one source only", set: svcDoc("a", "{port: 80}") + svcDoc("b", "{port: 80}") + meshTimeout +
 			pol("pa", `{target: {service: a}, fallback: {service: b}}`) +
 			pol("pb-web", `{target: {service: b}, sources: [web], fallback: {service: a}}`),
@@ -234,4 +242,14 @@ func TestLintFallbacks(t *testing.T) {
 				errP("pb-web", "spec.fallback.service", cycle("a → b → a")),
 			}},
 	})
+}
+
+// ring is n services r1..rn, each falling back to the next, the last to the first.
+func ring(n int) string {
+	out := meshTimeout
+	for i := 1; i <= n; i++ {
+		out += svcDoc(fmt.Sprintf("r%d", i), "{port: 80}") +
+			pol(fmt.Sprintf("p%d", i), fmt.Sprintf("{target: {service: r%d}, fallback: {service: r%d}}", i, i%n+1))
+	}
+	return out
 }

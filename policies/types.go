@@ -67,8 +67,9 @@ type ServiceSpec struct {
 	Endpoints []Endpoint `json:"endpoints,omitempty" yaml:"endpoints,omitempty"`
 	// DNS is host:port resolved by the proxy (STRICT_DNS); exclusive with Endpoints.
 	DNS string `json:"dns,omitempty" yaml:"dns,omitempty"`
-	// Dependencies lists the services this one calls. Nil means every service.
-	Dependencies []string `json:"dependencies,omitempty" yaml:"dependencies,omitempty"`
+	// Dependencies lists the services this one calls. Nil means every service;
+	// an empty list means none (omitzero keeps it in JSON, unlike omitempty).
+	Dependencies []string `json:"dependencies,omitzero" yaml:"dependencies,omitempty"`
 }
 
 // Endpoint is one instance of a service.

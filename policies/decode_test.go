@@ -251,3 +251,16 @@ func TestStoredJSONRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, orig, back)
 }
+
+// "dependencies: []" (calls nothing) differs from no dependencies (calls
+// everything) and must survive the store's JSON.
+func TestStoredJSONKeepsEmptyDependencies(t *testing.T) {
+	for _, deps := range []string{"", ", dependencies: []", ", dependencies: [ledger]"} {
+		orig := decodeOne(t, doc("Service", "payments", "{port: 80"+deps+"}")).(*Service)
+		b, err := json.Marshal(orig)
+		require.NoError(t, err)
+		back, err := DecodeStored(b)
+		require.NoError(t, err)
+		require.Equal(t, orig.Spec.Dependencies, back.(*Service).Spec.Dependencies, "%s: %s", deps, b)
+	}
+}

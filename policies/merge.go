@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Specificity ranks how precisely a policy targets a call, low to high:
@@ -198,20 +199,16 @@ var probeFields = map[string]bool{"http": true, "grpc": true, "tcp": true}
 // asked for each leaf src sets and says whether src provides it.
 // Leaves are the scalar, duration and list fields; nested structs recurse.
 func mergeValue(dst, src reflect.Value, path string, take func(leaf string) bool) {
-	t := src.Type()
 	probeTaken := false
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if path == "" && (name == "target" || name == "sources") {
+	for _, f := range mergeFieldsOf(src.Type(), path) {
+		if f.skip {
 			continue
 		}
-		sv, dv := src.Field(i), dst.Field(i)
+		sv, dv := src.Field(f.index), dst.Field(f.index)
 		if sv.IsZero() {
 			continue
 		}
-		leaf := join(path, name)
-		if path == "healthCheck" && probeFields[name] {
+		if f.probe {
 			// One of http, grpc, tcp: the first (most specific) policy to set
 			// any of them provides the probe; the others are dropped.
 			if probeTaken || !take("healthCheck.probe") {
@@ -221,17 +218,56 @@ func mergeValue(dst, src reflect.Value, path string, take func(leaf string) bool
 			dv.Set(sv)
 			continue
 		}
-		if f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct {
+		if f.nested {
 			if dv.IsNil() {
-				dv.Set(reflect.New(f.Type.Elem()))
+				dv.Set(reflect.New(sv.Type().Elem()))
 			}
-			mergeValue(dv.Elem(), sv.Elem(), leaf, take)
+			mergeValue(dv.Elem(), sv.Elem(), f.leaf, take)
 			continue
 		}
-		if take(leaf) {
+		if take(f.leaf) {
 			dv.Set(sv)
 		}
 	}
+}
+
+// mergeField is what mergeValue needs to know of a struct field. It is
+// computed once per (type, path), not on every merge: resolving a large
+// mesh merges hundreds of thousands of fields.
+type mergeField struct {
+	index  int
+	leaf   string // the leaf path, "retries.backoff.base"
+	skip   bool   // target and sources select; they are not settings
+	probe  bool   // one of healthCheck's http, grpc and tcp
+	nested bool   // a pointer to a struct, merged field by field
+}
+
+type mergeKey struct {
+	t    reflect.Type
+	path string
+}
+
+var mergeFields sync.Map // mergeKey → []mergeField
+
+func mergeFieldsOf(t reflect.Type, path string) []mergeField {
+	k := mergeKey{t, path}
+	if v, ok := mergeFields.Load(k); ok {
+		return v.([]mergeField)
+	}
+	fs := make([]mergeField, t.NumField())
+	for i := range fs {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		fs[i] = mergeField{
+			index:  i,
+			leaf:   join(path, name),
+			skip:   path == "" && (name == "target" || name == "sources"),
+			probe:  path == "healthCheck" && probeFields[name],
+			nested: f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct,
+		}
+	}
+	v, _ := mergeFields.LoadOrStore(k, fs)
+	return v.([]mergeField)
 }
 
 // ExperimentsFor returns the experiments that apply to calls from source to

@@ -53,6 +53,25 @@ func HasErrors(fs []Finding) bool {
 // field. Findings are deduplicated and sorted by kind, name, field and
 // message. Lint expects resources that passed Validate but does not fail on
 // others.
+//
+// The rules:
+//   - retries whose worst-case last try (attempts × perTryTimeout plus the
+//     longest backoff waits) starts at or past timeouts.request (warning);
+//   - two or more retries without a budget, a retry storm (warning); a budget
+//     that no route of the service spends, or with no retries configured (warning);
+//   - retrying 5xx, gateway-error, retriable-status-codes or a 5xx status code
+//     without retries.methods, on a service that is not gRPC (warning);
+//   - healthCheck.timeout at or above its interval (warning);
+//     maxEjectionPercent 100 without a fallback (warning);
+//   - a fallback service that does not exist, or fallbacks in a cycle (error);
+//   - a chaos experiment whose callers have no request timeout or no fallback
+//     (warning), or that another experiment shadows on the same calls (warning);
+//   - fields proxyless gRPC clients ignore (warning when the policy applies to a
+//     gRPC service, info otherwise);
+//   - a service whose calls have no request timeout (warning);
+//   - conflicts of equal specificity (error, against each losing policy);
+//   - a target or dependency that does not exist (warning), a selector that
+//     matches no service (info).
 func Lint(s *Set) []Finding {
 	l := &linter{s: s, seen: map[Finding]bool{}, fallbackEdges: map[string]map[string]edge{}, experimentsOn: map[string][]*ChaosExperiment{}}
 	for _, name := range sortedKeys(s.Experiments) {
@@ -100,6 +119,9 @@ type linter struct {
 type edge struct{ to, policy string }
 
 func (l *linter) add(sev Severity, kind, name, field, format string, args ...any) {
+	if name == "" {
+		return // nothing to report it against (only invalid input gets here)
+	}
 	f := Finding{Severity: sev, Kind: kind, Name: name, Field: field, Message: fmt.Sprintf(format, args...)}
 	if !l.seen[f] {
 		l.seen[f] = true

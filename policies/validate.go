@@ -42,6 +42,10 @@ func (o ValidateOptions) withDefaults() ValidateOptions {
 // the resource, map keys sorted). It returns nil when the resource is valid;
 // test with len, since a nil Violations stored in an error is not a nil error.
 //
+// A Service may have neither endpoints nor dns: its instances may register
+// themselves through the API. A ChaosExperiment is checked against the
+// guardrails in opts.
+//
 // Validate rejects what cannot be right. What is legal but probably wrong, and
 // anything that needs the other resources (does the fallback exist?), is
 // Lint's job.

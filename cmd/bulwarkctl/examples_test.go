@@ -87,3 +87,42 @@ func TestExamplesValidateFromTheCommandLine(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Equal(t, "valid: 5 services, 5 policies, 1 experiment in 6 files\n", r.stdout)
 }
+
+// expectedExampleWarnings are the lint warnings the example mesh carries on
+// purpose, each explained in a comment of its file: fields that proxyless
+// gRPC clients ignore, set for the Envoy sidecars of services that call
+// inventory (a gRPC service).
+var expectedExampleWarnings = map[string]bool{
+	"mesh-default spec.timeouts.connect":               true,
+	"mesh-default spec.retries.perTryTimeout":          true,
+	"mesh-default spec.retries.on":                     true,
+	"mesh-default spec.retries.methods":                true,
+	"mesh-default spec.retries.budget":                 true,
+	"checkout-to-inventory spec.retries.methods":       true,
+	"checkout-to-inventory spec.retries.perTryTimeout": true,
+}
+
+// TestExamplesLint lints the example mesh: no errors, and no warning but the
+// expected ones.
+func TestExamplesLint(t *testing.T) {
+	b, probs, err := check(examplesDir, nil, policies.ValidateOptions{})
+	require.NoError(t, err)
+	require.Empty(t, probs)
+	seen := map[string]bool{}
+	for _, f := range policies.Lint(b.set()) {
+		switch f.Severity {
+		case policies.SeverityError:
+			t.Errorf("error finding: %s", f)
+		case policies.SeverityWarning:
+			key := f.Name + " " + f.Field
+			if !expectedExampleWarnings[key] {
+				t.Errorf("unexpected warning: %s", f)
+			}
+			require.Contains(t, f.Message, "ignored by proxyless gRPC clients", f.String())
+			seen[key] = true
+		}
+	}
+	for key := range expectedExampleWarnings {
+		require.True(t, seen[key], "expected warning %q is gone: update the example's comment and this list", key)
+	}
+}

@@ -39,6 +39,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "validate", usage: "validate -f PATH", summary: "check policy files offline: strict decoding, field validation, duplicate names", run: runValidate},
+		{name: "lint", usage: "lint -f PATH [-o table|json]", summary: "report settings that are legal but probably wrong", run: runLint},
 		{name: "render", usage: "render -f PATH --service S [--flavor envoy|grpc] [-o yaml|json]", summary: "print the xDS the proxies of service S would receive", run: runRender},
 		{name: "help", usage: "help [COMMAND]", summary: "show help for bulwarkctl or one command", run: runHelp},
 	}

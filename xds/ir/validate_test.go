@@ -3,6 +3,7 @@ package ir
 import (
 	"errors"
 	"flag"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,17 @@ func TestServiceValidateReportsPaths(t *testing.T) {
 			require.True(t, errors.As(err, &fe), "errors are FieldErrors")
 		})
 	}
+}
+
+func TestDuplicateEndpointsInLongLists(t *testing.T) {
+	s := validService()
+	s.Endpoints = nil
+	for i := 0; i < 40; i++ {
+		s.Endpoints = append(s.Endpoints, Endpoint{Address: "10.0.1." + strconv.Itoa(i), Port: 80, Weight: 1})
+	}
+	require.NoError(t, s.Validate())
+	s.Endpoints[33].Address = "10.0.1.7"
+	require.ErrorContains(t, s.Validate(), "services[payments].endpoints[33]: duplicate of endpoints[7] (10.0.1.7:80)")
 }
 
 func TestRetryDisabledSkipsRetryChecks(t *testing.T) {

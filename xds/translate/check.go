@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	aggregatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/aggregate/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -13,17 +14,43 @@ import (
 )
 
 // Check verifies a group's resources before they are published, as the
-// proxies would: every resource passes ValidateAll and has a unique name; a
-// snapshot of them passes Consistent() (every EDS cluster has its load
-// assignment and every load assignment its cluster, every RDS name of a
-// socket listener has its route configuration); every API listener's RDS
-// name has its route configuration and every route configuration is
-// referenced (Consistent cannot see API listeners, so gRPC route
-// configurations are checked here); every cluster a route or an aggregate
-// cluster names exists. A group with API listeners (proxyless gRPC) must
-// also obey the rules gRPC's xDS client enforces (it would NACK otherwise);
-// one without must obey Envoy's rule for aggregate clusters.
+// proxies would: every resource passes ValidateAll, then CheckReferences.
 func Check(r *Resources) error {
+	if r == nil {
+		return errors.New("nil resources")
+	}
+	var errs []error
+	for _, l := range r.Listeners {
+		errs = append(errs, wrap("listener", l.GetName(), l.ValidateAll()))
+	}
+	for _, rc := range r.Routes {
+		errs = append(errs, wrap("route configuration", rc.GetName(), rc.ValidateAll()))
+	}
+	for _, c := range r.Clusters {
+		errs = append(errs, wrap("cluster", c.GetName(), c.ValidateAll()))
+	}
+	for _, e := range r.Endpoints {
+		errs = append(errs, wrap("load assignment", e.GetClusterName(), e.ValidateAll()))
+	}
+	errs = append(errs, CheckReferences(r))
+	return errors.Join(errs...)
+}
+
+// CheckReferences is Check without ValidateAll, for resources assembled
+// from ServiceResources, whose every piece passed ValidateAll when it was
+// translated (the group-level listener and route configuration are checked
+// here). Every resource has a unique name; a snapshot of them passes
+// Consistent() (every EDS cluster has its load assignment and every load
+// assignment its cluster, every RDS name of a socket listener has its route
+// configuration); no domain is served by two virtual hosts of a route
+// configuration (Envoy rejects it); every API listener's RDS name has its route configuration
+// and every route configuration is referenced (Consistent cannot see API
+// listeners, so gRPC route configurations are checked here); every cluster
+// a route or an aggregate cluster names exists. A group with API listeners
+// (proxyless gRPC) must also obey the rules gRPC's xDS client enforces (it
+// would NACK otherwise); one without must obey Envoy's rule for aggregate
+// clusters.
+func CheckReferences(r *Resources) error {
 	if r == nil {
 		return errors.New("nil resources")
 	}
@@ -48,19 +75,19 @@ func Check(r *Resources) error {
 	}
 	for _, l := range r.Listeners {
 		unique("listener", l.GetName())
-		add(wrap("listener", l.GetName(), l.ValidateAll()))
+		if l.GetApiListener() == nil {
+			add(wrap("listener", l.GetName(), l.ValidateAll())) // the group's own listener
+		}
 	}
 	for _, rc := range r.Routes {
 		unique("route configuration", rc.GetName())
-		add(wrap("route configuration", rc.GetName(), rc.ValidateAll()))
+		add(checkDomains(rc))
 	}
 	for _, c := range r.Clusters {
 		unique("cluster", c.GetName())
-		add(wrap("cluster", c.GetName(), c.ValidateAll()))
 	}
 	for _, e := range r.Endpoints {
 		unique("load assignment", e.GetClusterName())
-		add(wrap("load assignment", e.GetClusterName(), e.ValidateAll()))
 	}
 
 	// API listeners: their route configurations are checked here and left
@@ -121,6 +148,25 @@ func Check(r *Resources) error {
 		add(checkEnvoy(r))
 	}
 	return errors.Join(errs...)
+}
+
+// checkDomains verifies that no two virtual hosts of a route configuration
+// serve the same domain.
+func checkDomains(rc *routev3.RouteConfiguration) error {
+	vhs := rc.GetVirtualHosts()
+	if len(vhs) < 2 {
+		return nil
+	}
+	owner := make(map[string]string, 2*len(vhs))
+	for _, vh := range vhs {
+		for _, d := range vh.GetDomains() {
+			if other, dup := owner[d]; dup {
+				return fmt.Errorf("route configuration %s: domain %q is served by virtual hosts %s and %s", rc.GetName(), d, other, vh.GetName())
+			}
+			owner[d] = vh.GetName()
+		}
+	}
+	return nil
 }
 
 // checkAggregate verifies that every cluster an aggregate cluster names exists.

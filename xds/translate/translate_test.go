@@ -184,6 +184,11 @@ func TestCheckCatchesInconsistencies(t *testing.T) {
 			c.LbPolicy = clusterv3.Cluster_ROUND_ROBIN
 			r.Clusters[1] = c
 		}, "needs lb_policy CLUSTER_PROVIDED for Envoy"},
+		{"duplicate domain", ir.FlavorEnvoy, func(r *Resources) {
+			rc := proto.Clone(r.Routes[0]).(*routev3.RouteConfiguration)
+			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: "again", Domains: []string{"b:8080"}})
+			r.Routes[0] = rc
+		}, `domain "b:8080" is served by virtual hosts b and again`},
 		{"gRPC zero retries", ir.FlavorGRPC, func(r *Resources) {
 			rc := proto.Clone(r.Routes[0]).(*routev3.RouteConfiguration)
 			rc.VirtualHosts[0].Routes[0].GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "unavailable", NumRetries: wrapperspb.UInt32(0)}
@@ -199,4 +204,13 @@ func TestCheckCatchesInconsistencies(t *testing.T) {
 		})
 	}
 	require.Error(t, Check(nil))
+	require.Error(t, CheckReferences(nil))
+
+	// CheckReferences trusts the per-service pieces' ValidateAll.
+	r := build(ir.FlavorEnvoy)
+	c := proto.Clone(r.Clusters[2]).(*clusterv3.Cluster)
+	c.ConnectTimeout.Seconds = -1
+	r.Clusters[2] = c
+	require.NoError(t, CheckReferences(r))
+	require.Error(t, Check(r))
 }

@@ -40,11 +40,19 @@
 // stopping, replacing and deleting an experiment write its history record in
 // the same transaction as the experiment key. Writing an experiment through
 // Put or Apply starts it (a running one of the same name is stopped and
-// replaced, its record marked "stopped"); status.startedBy is kept when the
-// caller fills it and defaults to metadata.source. A "running" record whose
-// endsAt has passed reads as "expired". etcd extends leases when a leader is
-// elected (for example after a restart), so an experiment key may outlive its
-// endsAt by up to one lease TTL; endsAt is the promise.
+// replaced, its record marked "stopped"). status.startedBy is the who given
+// to StartExperiment or ApplyAs, else what the caller filled in, else
+// metadata.source; a stop records status.stoppedBy. A "running" record whose
+// endsAt has passed reads as "expired".
+//
+// etcd renews every lease to its full TTL when a leader is elected (for
+// example when the embedded etcd restarts), so the lease alone could let an
+// experiment outlive the end it promised. A Store with a Watch running
+// therefore also ends the experiments it sees at their endsAt (a
+// compare-and-delete on the revision it saw, which marks the record
+// "expired"; several replicas doing so is harmless). Replica clocks should be
+// kept in sync: an experiment ends by the clock of the first replica to see
+// its end.
 //
 // # Limits
 //

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -157,4 +158,55 @@ func TestPutExperimentReplacesTheRunningOne(t *testing.T) {
 	leases, err = e.cli.Leases(ctx)
 	require.NoError(t, err)
 	require.Empty(t, leases.Leases)
+}
+
+// etcd renews leases to their full TTL when a leader is elected, so an
+// experiment's lease can outlive its endsAt; a watching store ends it on time.
+func TestWatchEndsExperimentsAtEndsAtDespiteARenewedLease(t *testing.T) {
+	e := newEnv(t, Options{})
+	ctx := testCtx(t)
+	ex := experiment(t, "payments-503", "10m")
+	_, err := e.st.StartExperiment(ctx, ex, "alice")
+	require.NoError(t, err)
+
+	// As if the lease had been renewed while the end drew near: endsAt in
+	// one second, lease good for ten minutes.
+	ends := time.Now().Add(time.Second)
+	ex.Status.EndsAt = ends.UTC().Format(time.RFC3339Nano)
+	val, err := encodeResource(ex)
+	require.NoError(t, err)
+	_, err = e.cli.Put(ctx, "/bulwark/v1/experiments/payments-503", string(val), clientv3.WithIgnoreLease())
+	require.NoError(t, err)
+
+	ch := e.st.Watch(ctx, 0)
+	require.Contains(t, next(t, ch).Resync.Experiments, "payments-503")
+	ev := nextChanges(t, ch)
+	require.True(t, ev.Changes[0].Deleted())
+	require.False(t, time.Now().Before(ends), "not before its end")
+	require.Less(t, time.Since(ends), 3*time.Second)
+
+	hist, err := e.st.History(ctx)
+	require.NoError(t, err)
+	require.Len(t, hist, 1)
+	require.Equal(t, OutcomeExpired, hist[0].Status.Outcome)
+	require.Equal(t, ex.Status.EndsAt, hist[0].Status.EndedAt)
+	require.Eventually(t, func() bool {
+		leases, err := e.cli.Leases(ctx)
+		return err == nil && len(leases.Leases) == 0
+	}, 5*time.Second, 20*time.Millisecond, "its lease is revoked")
+}
+
+// With no watch running, the lease alone ends an experiment.
+func TestExperimentLeaseEndsIt(t *testing.T) {
+	e := newEnv(t, Options{})
+	ctx := testCtx(t)
+	_, err := e.st.StartExperiment(ctx, experiment(t, "lease-only", "1s"), "alice")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := e.st.Get(ctx, policies.KindExperiment, "lease-only")
+		return errors.Is(err, ErrNotFound)
+	}, 6*time.Second, 50*time.Millisecond)
+	hist, err := e.st.History(ctx)
+	require.NoError(t, err)
+	require.Equal(t, OutcomeExpired, hist[0].Status.Outcome)
 }

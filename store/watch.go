@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -50,15 +51,28 @@ func (c Change) Deleted() bool { return c.Resource == nil && c.Endpoint == nil }
 // through etcd outages (reconnecting with backoff; WithRequireLeader makes a
 // member cut off from its cluster end the watch so another is tried). The
 // channel closes when ctx ends or the Store is closed.
+//
+// While it runs, a watch also ends the experiments it sees when their
+// status.endsAt passes (a compare-and-delete that marks the history record
+// "expired"), because etcd renews leases to their full TTL when a leader is
+// elected and the lease alone could outlast the promised end.
 func (s *Store) Watch(ctx context.Context, fromRev int64) <-chan Event {
 	out := make(chan Event, 16)
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
+	rp := newReaper(s)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rp.run(ctx)
+	}()
 	go func() {
 		defer close(out)
+		defer wg.Wait()
 		defer cancel()
 		defer stop()
-		s.watchLoop(ctx, fromRev, out)
+		s.watchLoop(ctx, fromRev, out, rp)
 	}()
 	return out
 }
@@ -68,7 +82,7 @@ const (
 	watchMaxBackoff = 5 * time.Second
 )
 
-func (s *Store) watchLoop(ctx context.Context, rev int64, out chan<- Event) {
+func (s *Store) watchLoop(ctx context.Context, rev int64, out chan<- Event, rp *reaper) {
 	backoff := watchMinBackoff
 	wait := func() bool {
 		t := time.NewTimer(backoff)
@@ -94,14 +108,16 @@ func (s *Store) watchLoop(ctx context.Context, rev int64, out chan<- Event) {
 				}
 				continue
 			}
-			if !send(ctx, out, Event{Revision: r, Resync: set, Problems: problems}) {
+			ev := Event{Revision: r, Resync: set, Problems: problems}
+			rp.observe(ev)
+			if !send(ctx, out, ev) {
 				return
 			}
 			rev, needResync, backoff = r, false, watchMinBackoff
 		}
 		var err error
 		var progressed bool
-		rev, needResync, progressed, err = s.watchFrom(ctx, rev, out)
+		rev, needResync, progressed, err = s.watchFrom(ctx, rev, out, rp)
 		if ctx.Err() != nil {
 			return
 		}
@@ -121,7 +137,7 @@ func (s *Store) watchLoop(ctx context.Context, rev int64, out chan<- Event) {
 
 // watchFrom watches the resource and endpoint keys after rev until the watch
 // ends; it returns the last revision delivered and whether a re-list is needed.
-func (s *Store) watchFrom(ctx context.Context, rev int64, out chan<- Event) (last int64, resync, progressed bool, err error) {
+func (s *Store) watchFrom(ctx context.Context, rev int64, out chan<- Event, rp *reaper) (last int64, resync, progressed bool, err error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	// The range [endpoints/, status/) holds every key a watch needs (and the
@@ -144,6 +160,7 @@ func (s *Store) watchFrom(ctx context.Context, rev int64, out chan<- Event) (las
 		if len(ev.Changes) == 0 && len(ev.Problems) == 0 {
 			continue // only history records changed
 		}
+		rp.observe(ev)
 		if !send(ctx, out, ev) {
 			return rev, false, progressed, ctx.Err()
 		}

@@ -150,46 +150,54 @@ func (s *Store) plan(ctx context.Context, ops []Op, who string, single bool) (*p
 	p := &plan{}
 	keys := map[string]int{}
 	for i, op := range ops {
-		kind, name := op.DeleteKind, op.DeleteName
-		if op.Put != nil {
-			if op.DeleteKind != "" || op.DeleteName != "" {
-				return nil, fmt.Errorf("op %d: either a put or a delete, not both", i)
-			}
-			kind, name = op.Put.GetKind(), op.Put.GetMeta().Name
-			if k := kindOf(op.Put); k != "" {
-				kind = k
-			}
-		} else if op.ExpectRev < 0 {
-			return nil, fmt.Errorf("op %d: delete %s %q: ExpectRev -1 (must not exist) only applies to puts", i, kind, name)
-		}
-		key, err := s.resourceKey(kind, name)
-		if err != nil {
-			return nil, fmt.Errorf("op %d: %w", i, err)
-		}
-		if j, dup := keys[key]; dup {
-			return nil, fmt.Errorf("op %d: %s %q already changed by op %d; one change per resource", i, kind, name, j)
-		}
-		keys[key] = i
-		c := check{kind: kind, name: name, key: key, expect: op.ExpectRev, mustExist: single && op.Put == nil}
-		if kind == policies.KindExperiment {
-			if err := s.planExperiment(ctx, p, op, c, who); err != nil {
+		if err := s.planOp(ctx, p, keys, i, op, who, single); err != nil {
+			if single {
 				return nil, err
 			}
-			continue
-		}
-		p.checks = append(p.checks, c)
-		if op.Put == nil {
-			p.writes = append(p.writes, txnOp{key: key, del: true})
-			continue
-		}
-		val, err := encodeResource(op.Put)
-		if err != nil {
 			return nil, fmt.Errorf("op %d: %w", i, err)
 		}
-		p.writes = append(p.writes, txnOp{key: key, value: string(val)})
-		p.puts = append(p.puts, op.Put)
 	}
 	return p, nil
+}
+
+// planOp adds one op to a plan; keys maps the keys already changed to their op.
+func (s *Store) planOp(ctx context.Context, p *plan, keys map[string]int, i int, op Op, who string, single bool) error {
+	kind, name := op.DeleteKind, op.DeleteName
+	if op.Put != nil {
+		if op.DeleteKind != "" || op.DeleteName != "" {
+			return errors.New("either a put or a delete, not both")
+		}
+		kind, name = op.Put.GetKind(), op.Put.GetMeta().Name
+		if k := kindOf(op.Put); k != "" {
+			kind = k
+		}
+	} else if op.ExpectRev < 0 {
+		return fmt.Errorf("delete %s %q: ExpectRev -1 (must not exist) only applies to puts", kind, name)
+	}
+	key, err := s.resourceKey(kind, name)
+	if err != nil {
+		return err
+	}
+	if j, dup := keys[key]; dup {
+		return fmt.Errorf("%s %q already changed by op %d; one change per resource", kind, name, j)
+	}
+	keys[key] = i
+	c := check{kind: kind, name: name, key: key, expect: op.ExpectRev, mustExist: single && op.Put == nil}
+	if kind == policies.KindExperiment {
+		return s.planExperiment(ctx, p, op, c, who)
+	}
+	p.checks = append(p.checks, c)
+	if op.Put == nil {
+		p.writes = append(p.writes, txnOp{key: key, del: true})
+		return nil
+	}
+	val, err := encodeResource(op.Put)
+	if err != nil {
+		return err
+	}
+	p.writes = append(p.writes, txnOp{key: key, value: string(val)})
+	p.puts = append(p.puts, op.Put)
+	return nil
 }
 
 func kindOf(r policies.Resource) string {

@@ -24,9 +24,17 @@ const (
 // defaultServer is the admin API a control plane started with defaults serves.
 const defaultServer = "http://127.0.0.1:18080"
 
+// Command groups, in the order help lists them.
+const (
+	groupOffline = "Offline commands (files only, no server)"
+	groupServer  = "Server commands (the admin API at --server)"
+	groupOther   = "Other commands"
+)
+
 // command is one subcommand of bulwarkctl.
 type command struct {
 	name    string
+	group   string // one of the group* constants: where help lists it
 	summary string // one line for the command list
 	// usage is the synopsis after "bulwarkctl", such as "validate -f PATH".
 	usage string
@@ -34,14 +42,18 @@ type command struct {
 }
 
 // commands returns every subcommand in the order help shows them. Adding a
-// command is adding a line here and a file with its run function. (A function
-// rather than a variable: help refers back to the table.)
+// command is adding a line here and a file with its run function, which
+// builds its flags with e.newFlagSet (the global flags come with it), parses
+// them with e.parse and returns one of the exit codes above. A server command
+// reads e.server and e.token and returns exitUnreachable when the admin API
+// cannot be reached. (A function rather than a variable: help refers back to
+// the table.)
 func commands() []command {
 	return []command{
-		{name: "validate", usage: "validate -f PATH", summary: "check policy files offline: strict decoding, field validation, duplicate names", run: runValidate},
-		{name: "lint", usage: "lint -f PATH [-o table|json]", summary: "report settings that are legal but probably wrong", run: runLint},
-		{name: "render", usage: "render -f PATH --service S [--flavor envoy|grpc] [-o yaml|json]", summary: "print the xDS the proxies of service S would receive", run: runRender},
-		{name: "help", usage: "help [COMMAND]", summary: "show help for bulwarkctl or one command", run: runHelp},
+		{name: "validate", group: groupOffline, usage: "validate -f PATH", summary: "check policy files: strict decoding, field validation, duplicate names, conflicts", run: runValidate},
+		{name: "lint", group: groupOffline, usage: "lint -f PATH [-o table|json] [--min-severity info|warning|error]", summary: "report settings that are legal but probably wrong", run: runLint},
+		{name: "render", group: groupOffline, usage: "render -f PATH --service S [--flavor envoy|grpc] [-o yaml|json]", summary: "print the xDS the proxies of service S would receive", run: runRender},
+		{name: "help", group: groupOther, usage: "help [COMMAND]", summary: "show help for bulwarkctl or one command", run: runHelp},
 	}
 }
 
@@ -152,13 +164,23 @@ func (e *env) usageError(fs *flag.FlagSet, name, msg string) int {
 
 func printUsage(w io.Writer) {
 	var b strings.Builder
-	b.WriteString("bulwarkctl manages Bulwark resilience policies.\n\nUsage:\n  bulwarkctl [--server URL] [--token TOKEN] COMMAND [flags]\n\nCommands:\n")
+	b.WriteString("bulwarkctl manages Bulwark resilience policies.\n\nUsage:\n  bulwarkctl [--server URL] [--token TOKEN] COMMAND [flags]\n")
 	width := 0
 	for _, c := range commands() {
 		width = max(width, len(c.name))
 	}
-	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-*s  %s\n", width, c.name, c.summary)
+	for _, g := range []string{groupOffline, groupServer, groupOther} {
+		header := false
+		for _, c := range commands() {
+			if c.group != g {
+				continue
+			}
+			if !header {
+				b.WriteString("\n" + g + ":\n")
+				header = true
+			}
+			fmt.Fprintf(&b, "  %-*s  %s\n", width, c.name, c.summary)
+		}
 	}
 	b.WriteString("\nGlobal flags:\n")
 	fmt.Fprintf(&b, "  --server URL    admin API base URL (default %s, env BULWARK_SERVER)\n", defaultServer)

@@ -77,6 +77,7 @@ func TestHelpListsEveryCommand(t *testing.T) {
 		require.Equal(t, exitOK, r.code, "%v: %s", args, r.stderr)
 		for _, c := range commands() {
 			require.Contains(t, r.stdout, "\n  "+c.name+" ", "%v lists %s", args, c.name)
+			require.Contains(t, r.stdout, "\n"+c.group+":\n", "%v shows group %q", args, c.group)
 		}
 		require.Contains(t, r.stdout, "--server")
 		require.Contains(t, r.stdout, "BULWARK_TOKEN")
@@ -103,7 +104,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no command":       {nil, "Commands:"},
+		"no command":       {nil, "Offline commands"},
 		"unknown command":  {[]string{"deploy"}, `unknown command "deploy"`},
 		"unknown flag":     {[]string{"validate", "--nope"}, "flag provided but not defined: -nope"},
 		"missing -f":       {[]string{"validate"}, "-f is required"},

@@ -102,7 +102,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.ListenPeer, err = resolvePort("peer", cfg.ListenPeer); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, endpoints: []string{"http://" + cfg.ListenClient}}
+	s := &Server{cfg: cfg, endpoints: []string{"http://" + advertised(cfg.ListenClient)}}
 	if s.etcd, err = launch(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -114,10 +114,10 @@ func launch(ctx context.Context, cfg Config) (*embed.Etcd, error) {
 	ec := embed.NewConfig()
 	ec.Name = "bulwark"
 	ec.Dir = cfg.DataDir
-	curl := url.URL{Scheme: "http", Host: cfg.ListenClient}
-	purl := url.URL{Scheme: "http", Host: cfg.ListenPeer}
-	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
-	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
+	ec.ListenClientUrls = []url.URL{{Scheme: "http", Host: cfg.ListenClient}}
+	ec.AdvertiseClientUrls = []url.URL{{Scheme: "http", Host: advertised(cfg.ListenClient)}}
+	ec.ListenPeerUrls = []url.URL{{Scheme: "http", Host: cfg.ListenPeer}}
+	ec.AdvertisePeerUrls = []url.URL{{Scheme: "http", Host: advertised(cfg.ListenPeer)}}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
 	ec.Logger = "zap"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(cfg.Logger)
@@ -148,6 +148,19 @@ func launch(ctx context.Context, cfg Config) (*embed.Etcd, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: %w", ctx.Err())
 	}
+}
+
+// advertised is the address clients dial for a listen address: loopback
+// when it listens on every interface.
+func advertised(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }
 
 // resolvePort checks that addr can be bound and replaces port 0 with a free

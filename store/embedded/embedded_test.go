@@ -55,3 +55,13 @@ func TestDataDirRequired(t *testing.T) {
 	_, err := embedded.Start(context.Background(), embedded.Config{})
 	require.ErrorContains(t, err, "data directory is required")
 }
+
+func TestListenOnEveryInterfaceAdvertisesLoopback(t *testing.T) {
+	srv := storetest.NewServer(t, func(c *embedded.Config) { c.ListenClient = "0.0.0.0:0" })
+	require.True(t, strings.HasPrefix(srv.Endpoints()[0], "http://127.0.0.1:"), srv.Endpoints()[0])
+	cli := storetest.NewClient(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := cli.Put(ctx, "/k", "v")
+	require.NoError(t, err)
+}

@@ -39,7 +39,7 @@ var RetryConditions = []string{"5xx", "gateway-error", "reset", "reset-before-re
 	"http3-post-connect-failure", "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
 
 // GRPCRetryConditions are the retry conditions proxyless gRPC honours.
-var GRPCRetryConditions = []string{"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+var GRPCRetryConditions = policies.GRPCRetryConditions
 
 // checker collects field errors.
 type checker struct{ errs []error }
@@ -158,6 +158,39 @@ func (s *Service) Validate() error {
 	return c.err()
 }
 
+// IsHostname reports whether s is an RFC 1123 hostname (not an IP address).
+func IsHostname(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i] | 0x20 // lower case
+			if !(ch >= 'a' && ch <= 'z') && !(label[i] >= '0' && label[i] <= '9') && label[i] != '-' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// HasHostnames reports whether any endpoint of the service is a hostname
+// rather than an IP address.
+func (s *Service) HasHostnames() bool {
+	for _, ep := range s.Endpoints {
+		if _, err := netip.ParseAddr(ep.Address); err != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // CheckName reports whether name is a DNS-1123 label, the form of every
 // service name.
 func CheckName(name string) error {
@@ -196,8 +229,11 @@ func checkEndpoints(c *checker, p string, eps []Endpoint) {
 	}
 	for i, ep := range eps {
 		addr, err := netip.ParseAddr(ep.Address)
-		if err != nil {
-			c.add(ip(i)+".address", "must be an IP address, got %q", ep.Address)
+		switch {
+		case err == nil && addr.IsUnspecified():
+			c.add(ip(i)+".address", "%s is not an address a proxy can connect to", ep.Address)
+		case err != nil && !IsHostname(ep.Address):
+			c.add(ip(i)+".address", "must be an IP address or a hostname, got %q", ep.Address)
 		}
 		if ep.Port < 1 || ep.Port > 65535 {
 			checkPort(c, ip(i), "port", ep.Port)
@@ -207,10 +243,7 @@ func checkEndpoints(c *checker, p string, eps []Endpoint) {
 		} else {
 			total += uint64(ep.Weight)
 		}
-		if err != nil {
-			continue
-		}
-		ap := netip.AddrPortFrom(addr, uint16(ep.Port))
+		ap := net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port))
 		if seen != nil {
 			if j, dup := seen[hostPort{ep.Address, ep.Port}]; dup {
 				c.add(ip(i), "duplicate of endpoints[%d] (%s)", j, ap)
@@ -290,9 +323,6 @@ func checkCluster(c *checker, p string, cl *ClusterPolicy) {
 			}
 			nonNeg(c, q, "successRate.minimumHosts", sr.MinimumHosts)
 			nonNeg(c, q, "successRate.requestVolume", sr.RequestVolume)
-		}
-		if cb.Consecutive5xx == nil && cb.ConsecutiveGatewayErrors == nil && cb.FailurePercentage == nil && cb.SuccessRate == nil {
-			c.add(q, "sets no detector: set consecutive5xx, consecutiveGatewayErrors, failurePercentage or successRate")
 		}
 	}
 	if b := cl.Bulkhead; b != nil {

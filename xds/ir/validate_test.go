@@ -53,12 +53,12 @@ func TestServiceValidateReportsPaths(t *testing.T) {
 		{"port", func(s *Service) { s.Port = 0 }, []string{"services[payments].port: must be a port"}},
 		{"dns and endpoints", func(s *Service) { s.DNS = "pay.example.com:443" }, []string{"services[payments].dns: exclusive with endpoints"}},
 		{"dns without port", func(s *Service) { s.Endpoints = nil; s.DNS = "pay.example.com" }, []string{"services[payments].dns: must be host:port"}},
-		{"endpoint address", func(s *Service) { s.Endpoints[0].Address = "pay.internal" }, []string{"services[payments].endpoints[0].address: must be an IP address"}},
+		{"endpoint address", func(s *Service) { s.Endpoints[0].Address = "pay_internal" }, []string{"services[payments].endpoints[0].address: must be an IP address or a hostname"}},
+		{"unspecified address", func(s *Service) { s.Endpoints[0].Address = "0.0.0.0" }, []string{"services[payments].endpoints[0].address: 0.0.0.0 is not an address"}},
 		{"endpoint weight", func(s *Service) { s.Endpoints[1].Weight = 0 }, []string{"services[payments].endpoints[1].weight: must be at least 1"}},
 		{"duplicate endpoint", func(s *Service) { s.Endpoints[1].Address = "10.0.0.1" }, []string{"services[payments].endpoints[1]: duplicate of endpoints[0]"}},
 		{"connect timeout", func(s *Service) { s.Cluster.ConnectTimeout = policies.Dur(0) }, []string{"services[payments].cluster.connectTimeout: must be greater than 0"}},
 		{"ejection percent", func(s *Service) { s.Cluster.CircuitBreaker.MaxEjectionPercent = policies.Ptr(101) }, []string{"services[payments].cluster.circuitBreaker.maxEjectionPercent: must be a percentage"}},
-		{"no detector", func(s *Service) { s.Cluster.CircuitBreaker.Consecutive5xx = nil }, []string{"services[payments].cluster.circuitBreaker: sets no detector"}},
 		{"stdev factor", func(s *Service) {
 			s.Cluster.CircuitBreaker.SuccessRate = &policies.SuccessRate{StdevFactor: policies.Ptr(0.0)}
 		}, []string{"services[payments].cluster.circuitBreaker.successRate.stdevFactor: must be greater than 0"}},
@@ -111,6 +111,20 @@ func TestDuplicateEndpointsInLongLists(t *testing.T) {
 	require.NoError(t, s.Validate())
 	s.Endpoints[33].Address = "10.0.1.7"
 	require.ErrorContains(t, s.Validate(), "services[payments].endpoints[33]: duplicate of endpoints[7] (10.0.1.7:80)")
+}
+
+func TestHostnameEndpoints(t *testing.T) {
+	s := validService()
+	require.False(t, s.HasHostnames())
+	s.Endpoints[1].Address = "pay-2.internal.example."
+	require.NoError(t, s.Validate())
+	require.True(t, s.HasHostnames())
+	for _, ok := range []string{"a", "a.b", "A-1.example.com", "x.y."} {
+		require.True(t, IsHostname(ok), ok)
+	}
+	for _, bad := range []string{"", "10.0.0.1", "::1", "-a.b", "a..b", "a_b", "a b", strings.Repeat("a", 64)} {
+		require.False(t, IsHostname(bad), bad)
+	}
 }
 
 func TestRetryDisabledSkipsRetryChecks(t *testing.T) {

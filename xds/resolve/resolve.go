@@ -112,6 +112,11 @@ func resolveService(set *policies.Set, source, name string, chaos bool) (*ir.Ser
 	if spec.Retries != nil {
 		s.Cluster.RetryBudget = spec.Retries.Budget
 	}
+	if hc := spec.HealthCheck; hc != nil && hc.GRPC != nil && s.Protocol == policies.ProtocolHTTP {
+		errs = append(errs, &ir.FieldError{Path: ir.ServicePath(name) + ".cluster.healthCheck.grpc",
+			Message: "a gRPC health check needs protocol http2 or grpc (it speaks HTTP/2); the health check is dropped"})
+		s.Cluster.HealthCheck = nil
+	}
 	if spec.Fallback != nil {
 		s.Fallback = spec.Fallback.Service
 	}

@@ -20,13 +20,21 @@ const HTTPProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 
 // buildCluster is the service's own cluster: EDS over ADS for static and
 // registered endpoints; STRICT_DNS (Envoy) or LOGICAL_DNS (gRPC) for a DNS
-// service. The policy sections are applied by their own files.
+// service. Envoy's EDS takes IP addresses only, so for Envoy a service
+// with a hostname among its endpoints gets a STRICT_DNS cluster holding
+// all of them, grouped by zone as EDS would (gRPC resolves a hostname
+// endpoint when it connects, so it keeps EDS). The policy sections are
+// applied by their own files.
 func buildCluster(flavor ir.Flavor, s *ir.Service) (*clusterv3.Cluster, error) {
 	c := &clusterv3.Cluster{Name: s.Name}
-	if s.DNS == "" {
+	switch {
+	case s.DNS == "" && usesEDS(flavor, s):
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads}
-	} else {
+	case s.DNS == "":
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
+		c.LoadAssignment = loadAssignment(s)
+	default:
 		typ := clusterv3.Cluster_STRICT_DNS
 		if flavor == ir.FlavorGRPC {
 			typ = clusterv3.Cluster_LOGICAL_DNS
@@ -48,6 +56,12 @@ func buildCluster(flavor ir.Flavor, s *ir.Service) (*clusterv3.Cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// usesEDS says whether the service's endpoints travel as a load assignment
+// of their own (EDS) rather than inline in the cluster.
+func usesEDS(flavor ir.Flavor, s *ir.Service) bool {
+	return s.DNS == "" && (flavor == ir.FlavorGRPC || !s.HasHostnames())
 }
 
 // protocolOptions speaks HTTP/2 to http2 and grpc services and carries the

@@ -58,7 +58,9 @@ type ServiceResources struct {
 	Listeners []*listenerv3.Listener
 	// Clusters are the service's cluster and, with a fallback, its aggregate cluster.
 	Clusters []*clusterv3.Cluster
-	// Endpoints is the service's load assignment; nil for DNS services.
+	// Endpoints is the service's load assignment; nil when the cluster
+	// carries its endpoints inline (DNS services; for Envoy, services with
+	// hostname endpoints).
 	Endpoints *endpointv3.ClusterLoadAssignment
 }
 
@@ -139,7 +141,7 @@ func TranslateService(flavor ir.Flavor, s *ir.Service) (*ServiceResources, error
 		}
 		out.Clusters = append(out.Clusters, agg)
 	}
-	if s.DNS == "" {
+	if usesEDS(flavor, s) {
 		out.Endpoints = loadAssignment(s)
 	}
 	vh, err := virtualHost(flavor, s)

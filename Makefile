@@ -17,7 +17,7 @@ run:
 
 ## test: vet, then every test; the race detector on the packages that start goroutines
 test: vet
-	$(GO) test -count=1 -timeout 20m ./policies/... ./xds/...
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -E '/(store|controlplane|cmd)(/|$$)')
 	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
 
 ## bench: Go benchmarks and a short fleet run; appends to docs/benchmarks.md

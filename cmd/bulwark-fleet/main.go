@@ -1,0 +1,408 @@
+// Command bulwark-fleet simulates a fleet of proxies against a Bulwark control
+// plane and measures it: N concurrent ADS streams that behave like Envoy
+// (SotW or delta) or like proxyless gRPC clients, spread over K source
+// services. It waits until every stream is warm, writes a policy change,
+// and reports how long every stream took to ACK config built from it, with
+// the control plane's memory, CPU and goroutines, as JSON.
+//
+// Scenarios: converge (the default), storm (restart the control plane
+// under the fleet), churn (a steady stream of writes, then quiet: CPU,
+// coalescing and the soak's heap and goroutines), cold (start with the
+// store already full). See docs/benchmarks.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command line.
+type options struct {
+	scenario string
+	label    string
+	out      string
+
+	embedded  bool
+	serverCmd string
+	serverLog string
+	xdsAddr   string
+	admin     string
+	etcd      string
+	prefix    string
+	token     string
+	writeVia  string
+	debounce  time.Duration
+	maxDelay  time.Duration
+
+	streams        int
+	streamsPerConn int
+	protocol       string
+	flavor         string
+	sources        int
+	grpcTargets    int
+	backoffBase    time.Duration
+	backoffMax     time.Duration
+
+	seedServices int
+	changeFile   string
+	target       string
+	writes       int
+	gap          time.Duration
+	settle       time.Duration
+	timeout      time.Duration
+	warmTimeout  time.Duration
+
+	rate         float64
+	duration     time.Duration
+	quiet        time.Duration
+	churnTargets int
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bulwark-fleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.scenario, "scenario", "converge", "converge | storm | churn | cold")
+	fs.StringVar(&o.label, "label", "", "free text recorded in the summary")
+	fs.StringVar(&o.out, "out", "", "also write the JSON summary to this file")
+
+	fs.BoolVar(&o.embedded, "embedded", false, "start the control plane in this process, with an embedded etcd in a temporary directory")
+	fs.StringVar(&o.serverCmd, "server-cmd", "", "start the control plane as a child process with this command line (e.g. \"bin/bulwark --data-dir /tmp/d --enable-pprof\"); storm kills it with SIGKILL and starts it again")
+	fs.StringVar(&o.serverLog, "server-log", os.DevNull, "where the child control plane's output goes")
+	fs.StringVar(&o.xdsAddr, "xds-addr", "127.0.0.1:18000", "the control plane's xDS address")
+	fs.StringVar(&o.admin, "admin", "http://127.0.0.1:18080", "the control plane's admin URL")
+	fs.StringVar(&o.etcd, "etcd", "127.0.0.1:2379", "etcd endpoint to write to when the REST API has no write endpoints")
+	fs.StringVar(&o.prefix, "prefix", "/bulwark", "the control plane's etcd key prefix")
+	fs.StringVar(&o.token, "token", os.Getenv("BULWARK_TOKEN"), "bearer token for the admin API")
+	fs.StringVar(&o.writeVia, "write-via", "auto", "auto | api | etcd: how changes and seeds are written")
+	fs.DurationVar(&o.debounce, "debounce", 20*time.Millisecond, "--embedded: the control plane's debounce")
+	fs.DurationVar(&o.maxDelay, "max-delay", 200*time.Millisecond, "--embedded: the control plane's max delay")
+
+	fs.IntVar(&o.streams, "streams", 1000, "concurrent ADS streams (simulated proxies)")
+	fs.IntVar(&o.streamsPerConn, "streams-per-conn", 100, "streams multiplexed on one gRPC connection")
+	fs.StringVar(&o.protocol, "protocol", protocolSotW, "sotw | delta")
+	fs.StringVar(&o.flavor, "flavor", flavorEnvoy, "envoy | grpc (proxyless gRPC: SotW, listeners by service name)")
+	fs.IntVar(&o.sources, "sources", 10, "source services the proxies belong to (node.cluster): the proxy groups")
+	fs.IntVar(&o.grpcTargets, "grpc-targets", 3, "--flavor grpc: services each client dials (xds:///name), the change's target first")
+	fs.DurationVar(&o.backoffBase, "backoff-base", 250*time.Millisecond, "reconnect backoff: first delay (full jitter)")
+	fs.DurationVar(&o.backoffMax, "backoff-max", 5*time.Second, "reconnect backoff: longest delay")
+
+	fs.IntVar(&o.seedServices, "seed-services", 0, "write services svc-00000… with a policy each before measuring (missing sources are always seeded)")
+	fs.StringVar(&o.changeFile, "change-file", "", "the change: a policy (PUT /v1/policies/NAME) or a bundle (POST /v1/apply); default flips the request timeout of --target between 3s and 4s")
+	fs.StringVar(&o.target, "target", "", "the service whose policy the built-in change flips (default: the first service)")
+	fs.IntVar(&o.writes, "writes", 3, "converge: measured writes, one after the other")
+	fs.DurationVar(&o.gap, "gap", time.Second, "converge: pause between measured writes")
+	fs.DurationVar(&o.settle, "settle", 300*time.Millisecond, "a measurement ends once every stream converged and nothing new was ACKed for this long")
+	fs.DurationVar(&o.timeout, "timeout", time.Minute, "longest wait for convergence, or for a storm to settle")
+	fs.DurationVar(&o.warmTimeout, "warm-timeout", 5*time.Minute, "longest wait for the fleet to be warm")
+
+	fs.Float64Var(&o.rate, "rate", 100, "churn: policy writes per second")
+	fs.DurationVar(&o.duration, "duration", 30*time.Second, "churn: how long the writes go on")
+	fs.DurationVar(&o.quiet, "quiet", 30*time.Second, "churn: quiet time before heap and goroutines are compared with the baseline")
+	fs.IntVar(&o.churnTargets, "churn-targets", 10, "churn: services whose policies the writes rotate over")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return o, o.validate()
+}
+
+func (o options) validate() error {
+	var errs []error
+	switch o.scenario {
+	case "converge", "storm", "churn", "cold":
+	default:
+		errs = append(errs, fmt.Errorf("--scenario must be converge, storm, churn or cold, got %q", o.scenario))
+	}
+	if o.protocol != protocolSotW && o.protocol != protocolDelta {
+		errs = append(errs, fmt.Errorf("--protocol must be sotw or delta, got %q", o.protocol))
+	}
+	if o.flavor != flavorEnvoy && o.flavor != flavorGRPC {
+		errs = append(errs, fmt.Errorf("--flavor must be envoy or grpc, got %q", o.flavor))
+	}
+	if o.flavor == flavorGRPC && o.protocol == protocolDelta {
+		errs = append(errs, errors.New("--flavor grpc speaks SotW only, as gRPC does"))
+	}
+	if o.embedded && o.serverCmd != "" {
+		errs = append(errs, errors.New("--embedded and --server-cmd exclude each other"))
+	}
+	if o.sources < 1 {
+		errs = append(errs, errors.New("--sources must be at least 1"))
+	}
+	if o.scenario != "cold" && o.streams < o.sources {
+		errs = append(errs, fmt.Errorf("--streams (%d) must be at least --sources (%d)", o.streams, o.sources))
+	}
+	if o.streamsPerConn < 1 || o.grpcTargets < 1 || o.writes < 1 {
+		errs = append(errs, errors.New("--streams-per-conn, --grpc-targets and --writes must be at least 1"))
+	}
+	if o.rate <= 0 {
+		errs = append(errs, errors.New("--rate must be positive"))
+	}
+	if o.backoffBase <= 0 || o.backoffMax < o.backoffBase {
+		errs = append(errs, errors.New("--backoff-base must be positive and at most --backoff-max"))
+	}
+	if o.scenario == "cold" && o.seedServices < 1 {
+		errs = append(errs, errors.New("--scenario cold needs --seed-services"))
+	}
+	return errors.Join(errs...)
+}
+
+// report is the JSON summary.
+type report struct {
+	Scenario     string         `json:"scenario"`
+	Label        string         `json:"label,omitempty"`
+	Machine      machine        `json:"machine"`
+	ControlPlane string         `json:"controlPlane"`
+	Shared       bool           `json:"sharedProcess,omitempty"`
+	Config       map[string]any `json:"config"`
+	WriteVia     string         `json:"writeVia"`
+	Services     int            `json:"services"`
+	SeedSeconds  float64        `json:"seedSeconds,omitempty"`
+	Warmup       *warmup        `json:"warmup,omitempty"`
+	Memory       *memory        `json:"memory,omitempty"`
+	Writes       []writeReport  `json:"writes,omitempty"`
+	Convergence  *latencies     `json:"convergence,omitempty"`
+	Storm        *stormReport   `json:"storm,omitempty"`
+	Churn        *churnReport   `json:"churn,omitempty"`
+	Cold         *coldReport    `json:"cold,omitempty"`
+	Streams      int64          `json:"streamsOpened"`
+	Failures     int64          `json:"streamFailures"`
+	Error        string         `json:"error,omitempty"`
+}
+
+// warmup: the pilot (one proxy per group) first, then the rest.
+type warmup struct {
+	PilotSeconds float64 `json:"pilotSeconds"`
+	FleetSeconds float64 `json:"fleetSeconds"`
+}
+
+// memory is the control plane's memory before and after the fleet beyond
+// the pilot connected; the difference per proxy is what one more proxy
+// costs beyond the shared snapshots (the pilot made every group exist).
+type memory struct {
+	Baseline          cpSample `json:"baseline"`
+	Loaded            cpSample `json:"loaded"`
+	ProxiesAdded      int      `json:"proxiesAdded"`
+	PerProxyHeapBytes int64    `json:"perProxyHeapBytes"`
+	PerProxyRSSBytes  int64    `json:"perProxyRSSBytes"`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "bulwark-fleet:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, err := measure(ctx, o, log)
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	fmt.Fprintln(stdout, string(b))
+	if o.out != "" {
+		if werr := os.WriteFile(o.out, append(b, '\n'), 0o644); werr != nil {
+			fmt.Fprintln(stderr, "bulwark-fleet:", werr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "bulwark-fleet:", err)
+		return 1
+	}
+	return 0
+}
+
+// measure runs one scenario and fills the report as far as it gets.
+func measure(ctx context.Context, o options, log *slog.Logger) (*report, error) {
+	rep := &report{Scenario: o.scenario, Label: o.label, Machine: readMachine(), Config: map[string]any{
+		"streams": o.streams, "streamsPerConn": o.streamsPerConn, "protocol": o.protocol, "flavor": o.flavor,
+		"sources": o.sources, "seedServices": o.seedServices, "gomaxprocs": runtime.GOMAXPROCS(0),
+	}}
+	var cp controlPlane
+	var err error
+	switch {
+	case o.embedded:
+		rep.ControlPlane = "embedded"
+		cp, err = startEmbedded(ctx, o.debounce, o.maxDelay, log)
+	case o.serverCmd != "":
+		rep.ControlPlane = "child process: " + o.serverCmd
+		cp, err = startSpawned(ctx, o.serverCmd, o.xdsAddr, o.admin, o.serverLog)
+	default:
+		rep.ControlPlane = "external: " + o.xdsAddr
+		cp = &external{xds: o.xdsAddr, admin: o.admin, http: &http.Client{Timeout: 30 * time.Second}}
+	}
+	if err != nil {
+		return rep, err
+	}
+	defer cp.stop()
+	rep.Shared = cp.shared()
+	w, err := newWriter(ctx, o.writeVia, cp.adminURL(), o.token, cp.store(), o.etcd, o.prefix)
+	if err != nil {
+		return rep, err
+	}
+	defer w.close()
+	rep.WriteVia = w.via
+	s := &session{opt: o, cp: cp, w: w, http: &http.Client{Timeout: 60 * time.Second}, rep: rep}
+
+	if o.seedServices > 0 {
+		t := time.Now()
+		if _, err := w.seed(ctx, 0, o.seedServices); err != nil {
+			return rep, err
+		}
+		rep.SeedSeconds = secs(time.Since(t))
+	}
+	if o.scenario == "cold" {
+		return rep, s.cold(ctx)
+	}
+	if err := s.prepare(ctx); err != nil {
+		return rep, err
+	}
+	fl := s.fl
+	defer func() {
+		rep.Streams, rep.Failures = fl.streams.Load(), fl.failures.Load()
+		fl.close()
+	}()
+	switch o.scenario {
+	case "converge":
+		return rep, s.converge(ctx)
+	case "storm":
+		return rep, s.storm(ctx)
+	default:
+		return rep, s.churn(ctx)
+	}
+}
+
+// prepare finds or seeds the sources, connects the pilot (one proxy per
+// group), measures the baseline, then connects the rest of the fleet.
+func (s *session) prepare(ctx context.Context) error {
+	o := s.opt
+	names, err := s.w.serviceNames(ctx)
+	if err != nil {
+		return fmt.Errorf("list services: %w", err)
+	}
+	if len(names) < o.sources {
+		// Seed only what is missing: svc-00000… that do not exist yet.
+		if _, err := s.w.seed(ctx, 0, o.sources); err != nil {
+			return err
+		}
+		if names, err = s.w.serviceNames(ctx); err != nil {
+			return err
+		}
+	}
+	s.rep.Services = len(names)
+	s.sources = names[:o.sources]
+	s.target = o.target
+	if s.target == "" {
+		s.target = names[0]
+	}
+	s.rep.Config["target"] = s.target
+	if o.changeFile != "" {
+		if s.change, err = os.ReadFile(o.changeFile); err != nil {
+			return err
+		}
+	} else if s.flip, err = newFlipper(ctx, s.w, []string{s.target}); err != nil {
+		return err
+	}
+	targets := []string{s.target}
+	for _, n := range names {
+		if len(targets) >= o.grpcTargets {
+			break
+		}
+		if n != s.target {
+			targets = append(targets, n)
+		}
+	}
+	s.fl = newFleet(fleetOptions{
+		xdsAddr: s.cp.xdsAddr(), protocol: o.protocol, flavor: o.flavor, streamsPerConn: o.streamsPerConn,
+		backoffBase: o.backoffBase, backoffMax: o.backoffMax, grpcTargets: targets,
+		nodePrefix: fmt.Sprintf("fleet-%d", time.Now().UnixNano()%1e9),
+	})
+	if err := s.fl.add(o.sources, s.sources); err != nil {
+		return err
+	}
+	pilot, err := s.fl.waitWarm(ctx, o.sources, o.warmTimeout)
+	if err != nil {
+		return fmt.Errorf("pilot: %w", err)
+	}
+	base, err := memoryAt(ctx, s.cp, s.http)
+	if err != nil {
+		return err
+	}
+	if err := s.fl.add(o.streams-o.sources, s.sources); err != nil {
+		return err
+	}
+	all, err := s.fl.waitWarm(ctx, o.streams, o.warmTimeout)
+	s.rep.Warmup = &warmup{PilotSeconds: secs(pilot), FleetSeconds: secs(all)}
+	if err != nil {
+		return err
+	}
+	loaded, err := memoryAt(ctx, s.cp, s.http)
+	if err != nil {
+		return err
+	}
+	m := &memory{Baseline: base, Loaded: loaded, ProxiesAdded: o.streams - o.sources}
+	if m.ProxiesAdded > 0 {
+		m.PerProxyHeapBytes = (loaded.HeapInuseBytes - base.HeapInuseBytes) / int64(m.ProxiesAdded)
+		m.PerProxyRSSBytes = (loaded.RSSBytes - base.RSSBytes) / int64(m.ProxiesAdded)
+	}
+	s.rep.Memory = m
+	return nil
+}
+
+// cold restarts the control plane over the seeded store and times it until
+// ready, then (with --streams) until a fleet connected after ready is warm.
+func (s *session) cold(ctx context.Context) error {
+	names, err := s.w.serviceNames(ctx)
+	if err != nil {
+		return err
+	}
+	s.rep.Services = len(names)
+	rep := &coldReport{Services: len(names)}
+	s.rep.Cold = rep
+	start, err := s.cp.restart(ctx, true)
+	if err != nil {
+		return err
+	}
+	rep.ReadySeconds = secs(time.Since(start))
+	if s.opt.streams > 0 {
+		s.sources = names[:min(s.opt.sources, len(names))]
+		s.fl = newFleet(fleetOptions{
+			xdsAddr: s.cp.xdsAddr(), protocol: s.opt.protocol, flavor: s.opt.flavor, streamsPerConn: s.opt.streamsPerConn,
+			backoffBase: s.opt.backoffBase, backoffMax: s.opt.backoffMax, grpcTargets: names[:min(s.opt.grpcTargets, len(names))],
+			nodePrefix: fmt.Sprintf("fleet-%d", time.Now().UnixNano()%1e9),
+		})
+		defer s.fl.close()
+		if err := s.fl.add(s.opt.streams, s.sources); err != nil {
+			return err
+		}
+		if _, err := s.fl.waitWarm(ctx, s.opt.streams, s.opt.warmTimeout); err != nil {
+			return err
+		}
+		rep.WarmSeconds = secs(time.Since(start))
+	}
+	rep.After, _ = memoryAt(ctx, s.cp, s.http)
+	return nil
+}

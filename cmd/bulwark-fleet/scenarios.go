@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// writeReport is one measured write.
+type writeReport struct {
+	Revision int64   `json:"revision"`
+	WriteMs  float64 `json:"writeMs"`
+	latencies
+	Converged int      `json:"converged"`
+	Total     int      `json:"total"`
+	Changed   []string `json:"changedTypes"`
+	Groups    int      `json:"groupsChanged"`
+	TimedOut  bool     `json:"timedOut,omitempty"`
+	// ConfirmedByControlPlane counts the proxies that /v1/proxies reports
+	// converged on a revision at least the write's.
+	ConfirmedByControlPlane *int `json:"confirmedByControlPlane,omitempty"`
+}
+
+// session is one run: the control plane, the writer and the fleet.
+type session struct {
+	opt     options
+	cp      controlPlane
+	w       *writer
+	fl      *fleet
+	http    *http.Client
+	flip    *flipper
+	change  []byte // --change-file content
+	target  string
+	sources []string
+	rep     *report
+}
+
+// change writes the change under measurement and returns its revision.
+func (s *session) write(ctx context.Context, target string) (int64, error) {
+	if s.change != nil {
+		return changeFile(ctx, s.w, s.change)
+	}
+	return s.flip.flip(ctx, target)
+}
+
+// measureWrite writes the change and waits for the fleet to converge.
+func (s *session) measureWrite(ctx context.Context) (writeReport, []time.Duration, error) {
+	s.fl.mark()
+	t0 := time.Now()
+	rev, err := s.write(ctx, s.target)
+	if err != nil {
+		return writeReport{}, nil, err
+	}
+	wr := writeReport{Revision: rev, WriteMs: ms(time.Since(t0))}
+	o, ok := s.fl.waitConverged(ctx, t0, s.opt.settle, s.opt.timeout)
+	wr.latencies = summarize(o.times)
+	wr.Converged, wr.Total, wr.Changed, wr.Groups, wr.TimedOut = o.converged, o.total, o.changed, o.groups, !ok
+	if n, err := s.confirm(ctx, rev); err == nil {
+		wr.ConfirmedByControlPlane = &n
+	}
+	return wr, o.times, nil
+}
+
+// confirm counts this fleet's proxies that the control plane reports
+// converged on revision rev or later.
+func (s *session) confirm(ctx context.Context, rev int64) (int, error) {
+	if rev == 0 {
+		return 0, fmt.Errorf("revision unknown")
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.cp.adminURL()+"/v1/proxies", nil)
+	if s.opt.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.opt.token)
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /v1/proxies: HTTP %d", resp.StatusCode)
+	}
+	var body struct {
+		Items []struct {
+			ID        string `json:"id"`
+			Converged bool   `json:"converged"`
+			Revision  int64  `json:"revision"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range body.Items {
+		if strings.HasPrefix(p.ID, s.fl.opt.nodePrefix+"-") && p.Converged && p.Revision >= rev {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// converge measures --writes changes, one after the other.
+func (s *session) converge(ctx context.Context) error {
+	var all []time.Duration
+	for i := 0; i < s.opt.writes; i++ {
+		if i > 0 {
+			time.Sleep(s.opt.gap)
+		}
+		wr, times, err := s.measureWrite(ctx)
+		if err != nil {
+			return err
+		}
+		s.rep.Writes = append(s.rep.Writes, wr)
+		all = append(all, times...)
+	}
+	c := summarize(all)
+	s.rep.Convergence = &c
+	return nil
+}
+
+// stormReport is a restart of the control plane under a connected fleet.
+type stormReport struct {
+	// RestartSeconds: from the kill until the new control plane is ready.
+	RestartSeconds float64 `json:"restartSeconds"`
+	// AllAckedSeconds: from the kill until every proxy has ACKed every
+	// type again on a new stream.
+	AllAckedSeconds float64 `json:"allAckedSeconds"`
+	Reacked         int     `json:"reacked"`
+	Total           int     `json:"total"`
+	// ReackedMs: per proxy, from the kill to its new stream being warm.
+	ReackedMs latencies `json:"reackedMs"`
+	Before    cpSample  `json:"before"`
+	Peak      cpSample  `json:"peak"`
+	After     cpSample  `json:"after"`
+}
+
+func (s *session) storm(ctx context.Context) error {
+	ps := s.fl.all()
+	gens := make([]int, len(ps))
+	for i, p := range ps {
+		p.mu.Lock()
+		gens[i] = p.gen
+		p.mu.Unlock()
+	}
+	before, _ := memoryAt(ctx, s.cp, s.http)
+	t0 := time.Now()
+	if _, err := s.cp.restart(ctx, false); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	rep := &stormReport{RestartSeconds: secs(time.Since(t0)), Total: len(ps), Before: before}
+	deadline := t0.Add(s.opt.timeout)
+	var times []time.Duration
+	for {
+		if cur, err := sample(ctx, s.http, s.cp.adminURL()); err == nil {
+			rep.Peak.RSSBytes = max(rep.Peak.RSSBytes, cur.RSSBytes)
+			rep.Peak.HeapInuseBytes = max(rep.Peak.HeapInuseBytes, cur.HeapInuseBytes)
+			rep.Peak.Goroutines = max(rep.Peak.Goroutines, cur.Goroutines)
+		}
+		times = times[:0]
+		for i, p := range ps {
+			p.mu.Lock()
+			if p.gen > gens[i] && p.isWarm {
+				times = append(times, p.warmAt.Sub(t0))
+			}
+			p.mu.Unlock()
+		}
+		if len(times) == len(ps) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rep.Reacked = len(times)
+	rep.ReackedMs = summarize(times)
+	if len(times) > 0 {
+		rep.AllAckedSeconds = secs(slices.Max(times))
+	}
+	rep.After, _ = memoryAt(ctx, s.cp, s.http)
+	s.rep.Storm = rep
+	if rep.Reacked < rep.Total {
+		return fmt.Errorf("only %d of %d proxies ACKed again within %s", rep.Reacked, rep.Total, s.opt.timeout)
+	}
+	return nil
+}
+
+// churnReport is a steady stream of policy writes, then quiet.
+type churnReport struct {
+	Writes        int     `json:"writes"`
+	Failed        int     `json:"failedWrites"`
+	Seconds       float64 `json:"seconds"`
+	RatePerSecond float64 `json:"achievedRatePerSecond"`
+	Targets       int     `json:"targets"`
+	// CPUCores is the control plane's CPU time over wall time during the churn.
+	CPUCores float64 `json:"cpuCores"`
+	// PushesPerProxyPerSecond shows coalescing: without it, every write
+	// would push to every proxy.
+	PushesPerProxyPerSecond float64 `json:"pushesPerProxyPerSecond"`
+	Pushes                  int64   `json:"pushes"`
+	Builds                  int64   `json:"builds"`
+	SnapshotsChanged        int64   `json:"snapshotsChanged"`
+	// ControlPlaneConvergence is bulwark_convergence_seconds during the
+	// churn: from a revision being observed to a proxy ACKing it.
+	ControlPlaneConvergence struct {
+		Count float64 `json:"count"`
+		P50Ms float64 `json:"p50Ms"`
+		P99Ms float64 `json:"p99Ms"`
+	} `json:"controlPlaneConvergence"`
+	// Final is a measured write after the churn: everything converges.
+	Final    writeReport `json:"final"`
+	Baseline cpSample    `json:"baseline"`
+	Peak     cpSample    `json:"peak"`
+	After    cpSample    `json:"afterQuiet"`
+	// HeapRatio is the heap after the quiet period over the baseline.
+	HeapRatio       float64 `json:"heapRatio"`
+	GoroutinesDelta int64   `json:"goroutinesDelta"`
+}
+
+func (s *session) churn(ctx context.Context) error {
+	targets := s.sources
+	if s.opt.churnTargets > 0 && s.opt.churnTargets < len(targets) {
+		targets = targets[:s.opt.churnTargets]
+	}
+	if !slices.Contains(targets, s.target) {
+		targets = append([]string{s.target}, targets...)
+	}
+	flip, err := newFlipper(ctx, s.w, targets)
+	if err != nil {
+		return err
+	}
+	s.flip = flip
+	rep := &churnReport{Targets: len(targets)}
+	rep.Baseline, _ = memoryAt(ctx, s.cp, s.http)
+	s0, err := sample(ctx, s.http, s.cp.adminURL())
+	if err != nil {
+		return err
+	}
+	interval := time.Duration(float64(time.Second) / s.opt.rate)
+	tick := time.NewTicker(interval)
+	start := time.Now()
+	nextSample := start
+	for time.Since(start) < s.opt.duration {
+		select {
+		case <-ctx.Done():
+			tick.Stop()
+			return ctx.Err()
+		case <-tick.C:
+		}
+		if _, err := flip.flip(ctx, targets[rep.Writes%len(targets)]); err != nil {
+			rep.Failed++
+		}
+		rep.Writes++
+		if time.Now().After(nextSample) {
+			nextSample = time.Now().Add(time.Second)
+			if cur, err := sample(ctx, s.http, s.cp.adminURL()); err == nil {
+				rep.Peak.RSSBytes = max(rep.Peak.RSSBytes, cur.RSSBytes)
+				rep.Peak.HeapInuseBytes = max(rep.Peak.HeapInuseBytes, cur.HeapInuseBytes)
+				rep.Peak.Goroutines = max(rep.Peak.Goroutines, cur.Goroutines)
+			}
+		}
+	}
+	tick.Stop()
+	elapsed := time.Since(start)
+	s1, err := sample(ctx, s.http, s.cp.adminURL())
+	if err != nil {
+		return err
+	}
+	rep.Seconds = secs(elapsed)
+	rep.RatePerSecond = round2(float64(rep.Writes) / elapsed.Seconds())
+	rep.CPUCores = round2((s1.CPUSeconds - s0.CPUSeconds) / elapsed.Seconds())
+	rep.Pushes = s1.Pushes - s0.Pushes
+	rep.Builds = s1.Builds - s0.Builds
+	rep.SnapshotsChanged = s1.Snapshots - s0.Snapshots
+	rep.PushesPerProxyPerSecond = round2(float64(rep.Pushes) / float64(len(s.fl.all())) / elapsed.Seconds())
+	p50, n := histogramQuantile(0.5, s0.convergence, s1.convergence)
+	p99, _ := histogramQuantile(0.99, s0.convergence, s1.convergence)
+	rep.ControlPlaneConvergence.Count, rep.ControlPlaneConvergence.P50Ms, rep.ControlPlaneConvergence.P99Ms = n, round2(p50*1000), round2(p99*1000)
+
+	// One more write, measured, once the churn is over.
+	time.Sleep(s.opt.settle)
+	if rep.Final, _, err = s.measureWrite(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(s.opt.quiet):
+	}
+	rep.After, _ = memoryAt(ctx, s.cp, s.http)
+	if rep.Baseline.HeapInuseBytes > 0 {
+		rep.HeapRatio = round2(float64(rep.After.HeapInuseBytes) / float64(rep.Baseline.HeapInuseBytes))
+	}
+	rep.GoroutinesDelta = rep.After.Goroutines - rep.Baseline.Goroutines
+	s.rep.Churn = rep
+	return nil
+}
+
+// coldReport is a restart with the store already full.
+type coldReport struct {
+	Services int `json:"services"`
+	// ReadySeconds: from starting the control plane to /health/ready.
+	ReadySeconds float64 `json:"readySeconds"`
+	// WarmSeconds: from starting the control plane until every stream of
+	// the fleet (connected after ready) is warm; 0 without a fleet.
+	WarmSeconds float64  `json:"warmSeconds,omitempty"`
+	After       cpSample `json:"after"`
+}
+
+func secs(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 1000 }
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+// machine describes where the numbers were measured.
+type machine struct {
+	CPUs    int    `json:"cpus"`
+	Model   string `json:"cpuModel,omitempty"`
+	MemGB   int    `json:"memoryGB,omitempty"`
+	Go      string `json:"go"`
+	Kernel  string `json:"kernel,omitempty"`
+	Started string `json:"started"`
+}
+
+func readMachine() machine {
+	m := machine{Started: time.Now().UTC().Format(time.RFC3339)}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.Model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb)
+		m.MemGB = int(math.Round(float64(kb) / (1 << 20)))
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}

@@ -57,17 +57,27 @@ func Resolve(set *policies.Set, flavor ir.Flavor, source string, opts Options) (
 		return nil, []error{err}
 	}
 	var errs []error
-	// Experiments target services by name: most services have none, and
-	// for those ExperimentsFor need not be asked at all.
-	chaos := make(map[string]bool, len(set.Experiments))
+	// Experiments and route policies name their service: most services
+	// have neither, and for those ExperimentsFor and Routes, which scan
+	// every experiment, need not be asked at all.
+	hints := map[string]hint{}
 	for _, e := range set.Experiments {
-		chaos[e.Spec.Target.Service] = true
+		h := hints[e.Spec.Target.Service]
+		h.chaos, h.routes = true, h.routes || e.Spec.Target.Route != nil
+		hints[e.Spec.Target.Service] = h
+	}
+	for _, p := range set.Policies {
+		if p.Spec.Target.Route != nil {
+			h := hints[p.Spec.Target.Service]
+			h.routes = true
+			hints[p.Spec.Target.Service] = h
+		}
 	}
 	names := set.CalledBy(source)
 	x.Services = make([]*ir.Service, 0, len(names))
 	kept := make(map[string]bool, len(names))
 	for _, name := range names {
-		s, serrs := resolveService(set, source, name, chaos[name])
+		s, serrs := resolveService(set, source, name, hints[name])
 		errs = append(errs, serrs...)
 		if err := s.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("service %s left out: %w", name, err))
@@ -90,9 +100,14 @@ func Resolve(set *policies.Set, flavor ir.Flavor, source string, opts Options) (
 	return x, errs
 }
 
+// hint says what may concern a service beyond its plain policies.
+type hint struct {
+	chaos  bool // an experiment targets it
+	routes bool // a policy or an experiment targets one of its routes
+}
+
 // resolveService builds one service's IR. It reports what it drops.
-// chaos says whether any experiment targets the service.
-func resolveService(set *policies.Set, source, name string, chaos bool) (*ir.Service, []error) {
+func resolveService(set *policies.Set, source, name string, h hint) (*ir.Service, []error) {
 	svc := *set.Services[name]
 	svc.Spec.Endpoints = nil // endpoints come from EndpointsOf, static and registered
 	policies.DefaultService(&svc)
@@ -121,7 +136,10 @@ func resolveService(set *policies.Set, source, name string, chaos bool) (*ir.Ser
 		s.Fallback = spec.Fallback.Service
 	}
 
-	prefixes := slices.Clone(set.Routes(name))
+	var prefixes []string
+	if h.routes {
+		prefixes = slices.Clone(set.Routes(name))
+	}
 	slices.SortFunc(prefixes, func(a, b string) int {
 		return cmp.Or(cmp.Compare(len(b), len(a)), cmp.Compare(a, b))
 	})
@@ -132,7 +150,7 @@ func resolveService(set *policies.Set, source, name string, chaos bool) (*ir.Ser
 			continue
 		}
 		r := routeFrom(p, routeSpec(set, source, name, p))
-		if chaos {
+		if h.chaos {
 			r.Fault = faultFor(set, source, name, p)
 		}
 		s.Routes = append(s.Routes, r)
@@ -141,7 +159,7 @@ func resolveService(set *policies.Set, source, name string, chaos bool) (*ir.Ser
 	if defaultNamed {
 		def, defRoute = routeFrom(ir.DefaultRoute, routeSpec(set, source, name, ir.DefaultRoute)), ir.DefaultRoute
 	}
-	if chaos {
+	if h.chaos {
 		def.Fault = faultFor(set, source, name, defRoute)
 	}
 	s.Routes = append(s.Routes, def)

@@ -453,3 +453,54 @@ spec:
 	_, err := call(c, time.Second, "x")
 	require.NoError(t, err)
 }
+
+// A client that knows only the store layout writes the JSON of the resources
+// straight into etcd, with no lease on its experiment; the xDS client sees
+// the policy, then the experiment, which still ends by itself.
+func TestE2ERawEtcdWrites(t *testing.T) {
+	h := newHarness(t)
+	b := startBackend(t, "slowish", func(ctx context.Context, req *testgrpc.SimpleRequest) error {
+		if string(req.GetPayload().GetBody()) != "slow" {
+			return nil
+		}
+		select {
+		case <-time.After(time.Second):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	cli := storetest.NewClient(t, h.etcd)
+	ctx := context.Background()
+	put := func(key, value string) {
+		_, err := cli.Put(ctx, "/bulwark/v1/"+key, value)
+		require.NoError(t, err)
+	}
+	put("services/payments", fmt.Sprintf(`{"apiVersion":"bulwark/v1","kind":"Service","metadata":{"name":"payments"},
+		"spec":{"protocol":"grpc","port":50051,"endpoints":[{"address":"127.0.0.1","port":%d,"zone":"z1"}]}}`, b.port))
+	put("policies/payments", `{"apiVersion":"bulwark/v1","kind":"ResiliencePolicy","metadata":{"name":"payments"},
+		"spec":{"target":{"service":"payments"},"timeouts":{"request":"200ms"}}}`)
+	c, _ := h.dial("checkout", "payments")
+	eventually(t, 10*time.Second, func() error {
+		if _, err := call(c, 3*time.Second, "fast"); err != nil {
+			return err
+		}
+		if _, err := call(c, 3*time.Second, "slow"); codeOf(err) != codes.DeadlineExceeded {
+			return fmt.Errorf("want the 200ms policy to fire, got %v", err)
+		}
+		return nil
+	})
+
+	put("experiments/payments-down", `{"apiVersion":"bulwark/v1","kind":"ChaosExperiment","metadata":{"name":"payments-down"},
+		"spec":{"target":{"service":"payments"},"abort":{"percent":100,"grpcStatus":14},"duration":"2s"}}`)
+	eventually(t, 5*time.Second, func() error {
+		if _, err := call(c, time.Second, "fast"); codeOf(err) != codes.Unavailable {
+			return fmt.Errorf("want Unavailable from the experiment, got %v", err)
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, func() error { _, err := call(c, time.Second, "fast"); return err })
+	resp, err := cli.Get(ctx, "/bulwark/v1/experiments/payments-down")
+	require.NoError(t, err)
+	require.Empty(t, resp.Kvs, "the experiment's key is gone with its lease")
+}

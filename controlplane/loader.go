@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -61,7 +62,7 @@ func (l *loader) run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if !l.apply(ev) {
+			if !l.apply(ctx, ev) {
 				continue
 			}
 			now := time.Now()
@@ -94,6 +95,7 @@ func (l *loader) load(ctx context.Context) (*policies.Set, int64, error) {
 			for _, r := range set.Resources() {
 				if l.check(r) {
 					clean.Add(r)
+					l.adopt(ctx, r)
 				}
 			}
 			clean.Registered = set.Registered
@@ -122,7 +124,7 @@ func (l *loader) check(r policies.Resource) bool {
 }
 
 // apply folds a watch event into the set; it reports whether anything changed.
-func (l *loader) apply(ev store.Event) bool {
+func (l *loader) apply(ctx context.Context, ev store.Event) bool {
 	for i, p := range ev.Problems {
 		l.invalid[fmt.Sprintf("decode/%d/%d", ev.Revision, i)] = BuildProblem{Message: p.Error()}
 		l.log.Warn("stored value skipped", "err", p)
@@ -153,6 +155,7 @@ func (l *loader) apply(ev store.Event) bool {
 				continue
 			}
 			l.set.Add(c.Resource)
+			l.adopt(ctx, c.Resource)
 		}
 		changed = true
 	}
@@ -160,6 +163,25 @@ func (l *loader) apply(ev store.Event) bool {
 		l.revision = ev.Revision
 	}
 	return changed
+}
+
+// adopt starts an experiment that was written straight into etcd, without
+// the lease and status a start through the API gives it: re-written with a
+// compare-and-swap, it gets a lease for its duration and a history record, so
+// it ends by itself. Of several replicas, one wins; the others see a conflict.
+func (l *loader) adopt(ctx context.Context, r policies.Resource) {
+	e, ok := r.(*policies.ChaosExperiment)
+	if !ok || e.Status != nil {
+		return
+	}
+	run := *e
+	go func() {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := l.store.Put(actx, &run, e.Metadata.Revision); err != nil && !errors.Is(err, store.ErrConflict) {
+			l.log.Warn("could not lease an experiment written without one", "experiment", e.Metadata.Name, "err", err)
+		}
+	}()
 }
 
 // problems lists the invalid resources, sorted.

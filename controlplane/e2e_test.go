@@ -70,6 +70,20 @@ spec:
 		}
 		return nil
 	})
+	// The metrics tell the same story.
+	_, metrics := h.get("/metrics")
+	for _, want := range []string{
+		`bulwark_connected_proxies{flavor="grpc"} 1`,
+		`bulwark_xds_pushes_total{type="routes"}`,
+		`bulwark_xds_nacks_total{type="routes"} 0`,
+		`bulwark_build_duration_seconds_count`,
+		`bulwark_store_up 1`,
+		`bulwark_store_revision`,
+		`bulwark_convergence_seconds_count`,
+	} {
+		require.Contains(t, string(metrics), want)
+	}
+	require.NotContains(t, string(metrics), "bulwark_convergence_seconds_count 0", "ACKs of new revisions are timed")
 }
 
 // failFirstAttempt fails the first attempt of every request (by payload) with

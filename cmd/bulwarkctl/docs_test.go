@@ -55,3 +55,35 @@ func TestDocumentedResourcesValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeFirstPolicy follows the README: the first policy next to the
+// example services validates, lints as the README says and renders.
+func TestReadmeFirstPolicy(t *testing.T) {
+	blocks := yamlBlocks(t, "../../README.md")
+	require.Len(t, blocks, 1)
+	dir := t.TempDir()
+	services, err := os.ReadFile(examplesDir + "/services.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(dir+"/services.yaml", services, 0o644))
+	require.NoError(t, os.WriteFile(dir+"/payments.yaml", []byte(blocks[0]), 0o644))
+
+	r := bulwarkctl(t, "", "validate", "-f", dir)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Equal(t, "valid: 5 services, 1 policy, 0 experiments in 2 files\n", r.stdout)
+
+	fs := lintJSON(t, exitOK, "-f", dir, "--min-severity", "warning")
+	var noTimeout []string
+	for _, f := range fs {
+		require.Contains(t, f.Message, "have no request timeout", f.String())
+		noTimeout = append(noTimeout, f.Name)
+	}
+	require.Equal(t, []string{"checkout", "frontend", "inventory", "payments-static"}, noTimeout)
+
+	out := renderJSON(t, dir, "checkout", "envoy")
+	agg := named(t, out.Clusters, "name", "payments~fallback")
+	require.Equal(t, []any{"payments", "payments-static"}, at(t, agg, "cluster_type", "typed_config", "clusters"))
+	def := routeWithPrefix(t, routesOf(t, named(t, out.Routes, "name", "outbound"), "payments"), "/", false)
+	require.Equal(t, "2s", at(t, def, "route", "timeout"))
+	require.Contains(t, at(t, def, "route").(obj), "retry_policy")
+	require.Contains(t, named(t, out.Clusters, "name", "payments"), "outlier_detection")
+}

@@ -21,6 +21,8 @@ type health struct {
 	lastOK  time.Time
 	lastErr error
 	up      bool
+	// downLogged is set once an outage has been logged, so its end is too.
+	downLogged bool
 }
 
 // watch pings the store every interval until ctx ends.
@@ -55,12 +57,13 @@ func (h *health) ping(ctx context.Context) {
 		h.lastErr = err
 		h.metrics.storeUp.Set(0)
 	}
-	if was != h.up {
-		if h.up {
-			h.log.Info("store reachable again")
-		} else {
-			h.log.Warn("store unreachable; serving the last good config", "err", err)
-		}
+	switch {
+	case !h.up && (was || !h.downLogged):
+		h.downLogged = true
+		h.log.Warn("store unreachable; serving the last good config", "err", err)
+	case h.up && h.downLogged:
+		h.downLogged = false
+		h.log.Info("store reachable again")
 	}
 }
 

@@ -112,7 +112,15 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)
 	}
-	cp.store = store.New(cp.client, store.Options{Prefix: cp.cfg.Prefix, MaxTxnOps: maxOps, Logger: log})
+	cp.store = store.New(cp.client, store.Options{
+		Prefix: cp.cfg.Prefix, MaxTxnOps: maxOps, Logger: log,
+		// The status lease ended (etcd was away too long): write it all again.
+		OnStatusLost: func(string) {
+			for _, p := range cp.tracker.Proxies() {
+				cp.status.mark(p.ID)
+			}
+		},
+	})
 
 	cp.health = &health{store: cp.store, grace: cp.cfg.StoreGrace, metrics: cp.metrics, log: log}
 	cp.status = &statusWriter{store: cp.store, replica: cp.cfg.Replica, tracker: cp.tracker, log: log, dirty: map[string]bool{}}

@@ -19,9 +19,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	xdsgrpc "google.golang.org/grpc/xds"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-	xdsgrpc "google.golang.org/grpc/xds"
 
 	"github.com/bulwarkmesh/bulwark/xds/internal/golden"
 	"github.com/bulwarkmesh/bulwark/xds/ir"

@@ -116,6 +116,29 @@ func BenchmarkTranslate(b *testing.B) {
 	}
 }
 
+// BenchmarkTranslateCached measures a rebuild through a warm Cache: every
+// service is already translated, so a build costs the cache lookups (a
+// content key per service) and assembling the group.
+func BenchmarkTranslateCached(b *testing.B) {
+	for _, flavor := range []ir.Flavor{ir.FlavorEnvoy, ir.FlavorGRPC} {
+		for _, n := range benchSizes {
+			x := benchIR(b, benchSet(n), flavor)
+			cache := translate.NewCache()
+			if _, err := translate.TranslateUsing(x, cache.TranslateService); err != nil {
+				b.Fatal(err)
+			}
+			b.Run(fmt.Sprintf("%s/%d", flavor, n), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := translate.TranslateUsing(x, cache.TranslateService); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
 // BenchmarkRender measures the whole pipeline for one group: resolve,
 // translate and Check.
 func BenchmarkRender(b *testing.B) {

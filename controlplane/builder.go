@@ -258,48 +258,47 @@ func (b *builder) Published(id string) *translate.Resources {
 }
 
 // newSnapshot builds a cache snapshot whose per-type versions are content
-// hashes: identical content, identical version, nothing pushed.
+// hashes: identical content, identical version, nothing pushed. Every
+// resource is encoded once, for the hash, and sealed with that encoding so
+// that no stream encodes it again (see sealedResource).
 func newSnapshot(res *translate.Resources) (*cachev3.Snapshot, map[string]string, error) {
 	byType := res.ByType()
 	snap := &cachev3.Snapshot{}
 	versions := make(map[string]string, len(typeOrder))
 	for _, t := range typeOrder {
-		items := byType[t]
-		v, err := contentVersion(items)
+		sealed, v, err := sealAll(byType[t])
 		if err != nil {
 			return nil, nil, err
 		}
 		idx := cachev3.GetResponseType(t)
-		snap.Resources[idx] = cachev3.NewResources(v, items)
+		snap.Resources[idx] = cachev3.NewResources(v, sealed)
 		versions[t] = v
 	}
 	return snap, versions, nil
 }
 
-// contentVersion hashes resources by name and deterministic encoding.
-func contentVersion(items []types.Resource) (string, error) {
-	type named struct {
-		name string
-		r    types.Resource
-	}
-	sorted := make([]named, len(items))
-	for i, r := range items {
-		sorted[i] = named{cachev3.GetResourceName(r), r}
-	}
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
-	h := sha256.New()
+// sealAll encodes resources deterministically, seals each with its
+// encoding, and hashes them by name and encoding into a version.
+func sealAll(items []types.Resource) ([]types.Resource, string, error) {
+	sealed := make([]*sealedResource, len(items))
 	opts := proto.MarshalOptions{Deterministic: true}
-	var buf []byte
-	for _, n := range sorted {
-		var err error
-		buf, err = opts.MarshalAppend(buf[:0], n.r)
+	for i, r := range items {
+		name := cachev3.GetResourceName(r)
+		b, err := opts.Marshal(r)
 		if err != nil {
-			return "", fmt.Errorf("encode %s: %w", n.name, err)
+			return nil, "", fmt.Errorf("encode %s: %w", name, err)
 		}
-		fmt.Fprintf(h, "%s\x00%d\x00", n.name, len(buf))
-		h.Write(buf)
+		sealed[i] = seal(r, name, b)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	sort.Slice(sealed, func(i, j int) bool { return sealed[i].name < sealed[j].name })
+	h := sha256.New()
+	out := make([]types.Resource, len(sealed))
+	for i, s := range sealed {
+		fmt.Fprintf(h, "%s\x00%d\x00", s.name, len(s.raw))
+		h.Write(s.raw)
+		out[i] = s
+	}
+	return out, hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 func sameVersions(a, b map[string]string) bool {

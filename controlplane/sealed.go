@@ -1,0 +1,67 @@
+package controlplane
+
+import (
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/runtime/protoiface"
+)
+
+// sealedResource is a snapshot resource that carries its deterministic
+// encoding, computed once when the snapshot is built (the content hash
+// needs it anyway).
+//
+// go-control-plane's cache encodes every resource of every response it
+// creates, once per stream: a change pushed to 10,000 proxies of a group
+// would encode the same route configuration 10,000 times. Marshalling a
+// sealed resource returns the bytes it holds instead, so a push costs one
+// encoding per resource and version, not one per stream.
+//
+// The encoding is returned without a copy to callers that marshal into a
+// fresh buffer (go-control-plane's MarshalResource does): the bytes are
+// shared and must never be written to, so never MarshalAppend into a buffer
+// that held a sealed encoding. Everything else (reflection, JSON, Size)
+// sees the wrapped message.
+type sealedResource struct {
+	proto.Message
+	name string
+	raw  []byte
+}
+
+// seal wraps m, named name, with raw, its deterministic encoding.
+func seal(m proto.Message, name string, raw []byte) *sealedResource {
+	return &sealedResource{Message: m, name: name, raw: raw[:len(raw):len(raw)]}
+}
+
+// GetName names the resource for the cache (types.ResourceWithName); for an
+// endpoint assignment it is the cluster name.
+func (s *sealedResource) GetName() string { return s.name }
+
+// ProtoReflect is the wrapped message's reflection with the sealed fast path.
+func (s *sealedResource) ProtoReflect() protoreflect.Message {
+	return sealedReflect{Message: s.Message.ProtoReflect(), raw: s.raw}
+}
+
+// sealedReflect answers Marshal with the sealed bytes.
+type sealedReflect struct {
+	protoreflect.Message
+	raw []byte
+}
+
+// ProtoMethods implements protoreflect.Message.
+func (sealedReflect) ProtoMethods() *protoiface.Methods { return &sealedMethods }
+
+var sealedMethods = protoiface.Methods{
+	Flags:   protoiface.SupportMarshalDeterministic,
+	Marshal: marshalSealed,
+	CheckInitialized: func(protoiface.CheckInitializedInput) (protoiface.CheckInitializedOutput, error) {
+		return protoiface.CheckInitializedOutput{}, nil
+	},
+}
+
+func marshalSealed(in protoiface.MarshalInput) (protoiface.MarshalOutput, error) {
+	raw := in.Message.(sealedReflect).raw
+	if cap(in.Buf) == 0 {
+		return protoiface.MarshalOutput{Buf: raw}, nil
+	}
+	return protoiface.MarshalOutput{Buf: append(in.Buf, raw...)}, nil
+}

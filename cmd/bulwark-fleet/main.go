@@ -64,6 +64,9 @@ type options struct {
 	timeout      time.Duration
 	warmTimeout  time.Duration
 
+	profileDir     string
+	profileSeconds int
+
 	rate         float64
 	duration     time.Duration
 	quiet        time.Duration
@@ -108,6 +111,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "longest wait for convergence, or for a storm to settle")
 	fs.DurationVar(&o.warmTimeout, "warm-timeout", 5*time.Minute, "longest wait for the fleet to be warm")
 
+	fs.StringVar(&o.profileDir, "profile-dir", "", "save the control plane's heap profile once the fleet is warm and a CPU profile of the scenario here (needs /debug/pprof: --enable-pprof)")
+	fs.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile")
 	fs.Float64Var(&o.rate, "rate", 100, "churn: policy writes per second")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "churn: how long the writes go on")
 	fs.DurationVar(&o.quiet, "quiet", 30*time.Second, "churn: quiet time before heap and goroutines are compared with the baseline")
@@ -285,6 +290,20 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*report, error) 
 		rep.Streams, rep.Failures = fl.streams.Load(), fl.failures.Load()
 		fl.close()
 	}()
+	if o.profileDir != "" {
+		if err := s.profile(ctx, "heap", "heap.pb.gz"); err != nil {
+			return rep, err
+		}
+		done := make(chan error, 1)
+		go func() {
+			done <- s.profile(ctx, fmt.Sprintf("profile?seconds=%d", o.profileSeconds), "cpu-"+o.scenario+".pb.gz")
+		}()
+		defer func() {
+			if err := <-done; err != nil {
+				log.Warn("cpu profile", "err", err)
+			}
+		}()
+	}
 	switch o.scenario {
 	case "converge":
 		return rep, s.converge(ctx)

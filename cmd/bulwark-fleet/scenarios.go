@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -342,4 +344,33 @@ func readMachine() machine {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+// profile saves one of the control plane's pprof profiles in --profile-dir.
+func (s *session) profile(ctx context.Context, what, file string) error {
+	if err := os.MkdirAll(s.opt.profileDir, 0o755); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cp.adminURL()+"/debug/pprof/"+what, nil)
+	if err != nil {
+		return err
+	}
+	c := &http.Client{Timeout: time.Duration(s.opt.profileSeconds+30) * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /debug/pprof/%s: HTTP %d (start the control plane with --enable-pprof)", what, resp.StatusCode)
+	}
+	f, err := os.Create(filepath.Join(s.opt.profileDir, file))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -243,10 +243,9 @@ func checkEndpoints(c *checker, p string, eps []Endpoint) {
 		} else {
 			total += uint64(ep.Weight)
 		}
-		ap := net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port))
 		if seen != nil {
 			if j, dup := seen[hostPort{ep.Address, ep.Port}]; dup {
-				c.add(ip(i), "duplicate of endpoints[%d] (%s)", j, ap)
+				c.add(ip(i), "duplicate of endpoints[%d] (%s)", j, net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port)))
 			} else {
 				seen[hostPort{ep.Address, ep.Port}] = i
 			}
@@ -254,7 +253,7 @@ func checkEndpoints(c *checker, p string, eps []Endpoint) {
 		}
 		for j := 0; j < i; j++ {
 			if eps[j].Port == ep.Port && eps[j].Address == ep.Address {
-				c.add(ip(i), "duplicate of endpoints[%d] (%s)", j, ap)
+				c.add(ip(i), "duplicate of endpoints[%d] (%s)", j, net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port)))
 				break
 			}
 		}

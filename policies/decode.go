@@ -242,10 +242,34 @@ type nodeDecoder struct {
 	vs Violations
 	// stored admits server-owned fields (status), present in stored values only.
 	stored bool
+	// steps counts the values and keys visited: YAML aliases can make a
+	// small document expand into an enormous one.
+	steps int
 }
 
+// Bounds on the work and the report for one document.
+const (
+	maxDecodeSteps = 1 << 20
+	maxViolations  = 1000
+)
+
 func (d *nodeDecoder) add(path string, line int, msg string) {
-	d.vs = append(d.vs, Violation{Field: path, Message: msg, Line: line})
+	switch {
+	case len(d.vs) < maxViolations:
+		d.vs = append(d.vs, Violation{Field: path, Message: msg, Line: line})
+	case len(d.vs) == maxViolations:
+		d.vs = append(d.vs, Violation{Message: fmt.Sprintf("more than %d problems; fix these first", maxViolations)})
+	}
+}
+
+// step counts one value or key; it reports false, once with a violation,
+// when the document is too large to decode (aliases expanding it).
+func (d *nodeDecoder) step(path string, line int) bool {
+	d.steps++
+	if d.steps == maxDecodeSteps {
+		d.vs = append(d.vs, Violation{Field: path, Line: line, Message: fmt.Sprintf("the document expands to more than %d values (through YAML aliases?); simplify it", maxDecodeSteps)})
+	}
+	return d.steps < maxDecodeSteps
 }
 
 var durationType = reflect.TypeOf(Duration(0))
@@ -258,6 +282,9 @@ func join(path, field string) string {
 }
 
 func (d *nodeDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if !d.step(path, n.Line) {
+		return
+	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -297,6 +324,9 @@ func (d *nodeDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		m := reflect.MakeMap(v.Type())
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
+			if !d.step(path, k.Line) {
+				return
+			}
 			if m.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
 				d.add(join(path, k.Value), k.Line, "duplicate key")
 				continue
@@ -371,6 +401,9 @@ func (d *nodeDecoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
+		if !d.step(path, k.Line) {
+			return
+		}
 		fp := join(path, k.Value)
 		if seen[k.Value] {
 			d.add(fp, k.Line, "duplicate key")

@@ -240,3 +240,25 @@ func TestAPIConfig(t *testing.T) {
 	problem(t, c.get("/v1/config?service=checkout&flavor=istio"), http.StatusBadRequest)
 	problem(t, c.get("/v1/config"), http.StatusBadRequest)
 }
+
+// A small body whose YAML aliases expand into billions of values is refused
+// quickly instead of tying up the server.
+func TestAPIAliasExpansionRefused(t *testing.T) {
+	h := newHarness(t)
+	c := h.api("")
+	var b strings.Builder
+	b.WriteString("apiVersion: bulwark/v1\nkind: Service\nmetadata: {name: payments}\nx: &a {")
+	for i := range 20000 {
+		fmt.Fprintf(&b, "k%d: 1, ", i)
+	}
+	b.WriteString("}\nspec:\n  port: 1\n  endpoints: [")
+	for range 20000 {
+		b.WriteString("*a, ")
+	}
+	b.WriteString("]\n")
+	start := time.Now()
+	p := problem(t, c.putYAML("/v1/services/payments", b.String()), http.StatusBadRequest)
+	require.Less(t, time.Since(start), 10*time.Second)
+	require.Contains(t, p.Detail, "aliases")
+	require.LessOrEqual(t, len(p.Violations), 1002)
+}

@@ -20,10 +20,14 @@ func loadAssignment(s *ir.Service) *endpointv3.ClusterLoadAssignment {
 	if len(s.Endpoints) == 0 {
 		return cla
 	}
-	eps := slices.Clone(s.Endpoints)
-	slices.SortFunc(eps, func(a, b ir.Endpoint) int {
+	order := func(a, b ir.Endpoint) int {
 		return cmp.Or(cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port))
-	})
+	}
+	eps := s.Endpoints // resolve sorts them already; the IR is never modified
+	if !slices.IsSortedFunc(eps, order) {
+		eps = slices.Clone(eps)
+		slices.SortFunc(eps, order)
+	}
 	var cur *endpointv3.LocalityLbEndpoints
 	var weight uint32
 	flush := func() {

@@ -276,3 +276,22 @@ func TestEveryFieldNameIsKnown(t *testing.T) {
 	}
 	require.Contains(t, names, protoreflect.Name("enforcing_consecutive_5xx"))
 }
+
+func TestRetryPolicyNeverModifiesTheIR(t *testing.T) {
+	r := retry(2, "5xx", "reset", "unavailable")
+	r.On = r.On[:3:3]
+	r.StatusCodes, r.Methods = []int{503}, []string{"GET", "PUT"}
+	before := fmt.Sprint(r.On, r.Methods)
+	for _, f := range []ir.Flavor{ir.FlavorEnvoy, ir.FlavorGRPC} {
+		_, err := retryPolicy(f, r)
+		require.NoError(t, err)
+	}
+	require.Equal(t, before, fmt.Sprint(r.On, r.Methods))
+	big := retry(1, "reset", "5xx")
+	big.On = append(make([]string, 0, 10), big.On...)
+	big.StatusCodes = []int{503}
+	p, err := retryPolicy(ir.FlavorEnvoy, big)
+	require.NoError(t, err)
+	require.Equal(t, "5xx,reset,retriable-status-codes", p.GetRetryOn())
+	require.Equal(t, []string{"reset", "5xx"}, big.On)
+}

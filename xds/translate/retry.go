@@ -32,14 +32,20 @@ func retryPolicy(flavor ir.Flavor, r *ir.Retry) (*routev3.RetryPolicy, error) {
 	if r == nil || r.Attempts <= 0 {
 		return nil, nil
 	}
-	on := sortedUnique(r.On)
+	on := sortedUnique(r.On) // may be r.On itself: never modified below
 	if flavor == ir.FlavorGRPC {
-		on = slices.DeleteFunc(on, func(c string) bool { return !slices.Contains(ir.GRPCRetryConditions, c) })
-		if len(on) == 0 {
+		var kept []string
+		for _, c := range on {
+			if slices.Contains(ir.GRPCRetryConditions, c) {
+				kept = append(kept, c)
+			}
+		}
+		if len(kept) == 0 {
 			return nil, nil
 		}
+		on = kept
 	} else if len(r.StatusCodes) > 0 && !slices.Contains(on, retriableStatusCodes) {
-		on = append(on, retriableStatusCodes)
+		on = append(slices.Clip(slices.Clone(on)), retriableStatusCodes)
 		slices.Sort(on)
 	}
 	p := &routev3.RetryPolicy{
@@ -58,8 +64,10 @@ func retryPolicy(flavor ir.Flavor, r *ir.Retry) (*routev3.RetryPolicy, error) {
 	for _, c := range slices.Compact(codes) {
 		p.RetriableStatusCodes = append(p.RetriableStatusCodes, uint32(c))
 	}
-	for _, m := range sortedUnique(r.Methods) {
-		p.RetriableRequestHeaders = append(p.RetriableRequestHeaders, exactHeader(":method", m))
+	methods := sortedUnique(r.Methods)
+	p.RetriableRequestHeaders = make([]*routev3.HeaderMatcher, len(methods))
+	for i, m := range methods {
+		p.RetriableRequestHeaders[i] = methodMatcher(m)
 	}
 	pred, err := previousHosts()
 	if err != nil {
@@ -83,7 +91,27 @@ var previousHosts = sync.OnceValues(func() ([]*routev3.RetryPolicy_RetryHostPred
 	}}, nil
 })
 
+// methodMatchers holds one shared ":method" matcher per method.
+var methodMatchers sync.Map // method → *routev3.HeaderMatcher
+
+func methodMatcher(m string) *routev3.HeaderMatcher {
+	if h, ok := methodMatchers.Load(m); ok {
+		return h.(*routev3.HeaderMatcher)
+	}
+	h, _ := methodMatchers.LoadOrStore(m, exactHeader(":method", m))
+	return h.(*routev3.HeaderMatcher)
+}
+
+// sortedUnique returns in sorted without duplicates; in itself when it
+// already is (it is never modified).
 func sortedUnique(in []string) []string {
+	ok := true
+	for i := 1; i < len(in) && ok; i++ {
+		ok = in[i-1] < in[i]
+	}
+	if ok {
+		return in
+	}
 	out := slices.Clone(in)
 	slices.Sort(out)
 	return slices.Compact(out)

@@ -29,20 +29,29 @@ type SyncStatus struct {
 	Items    []ApplyItem `json:"items,omitempty"`
 }
 
+// syncResync is how often, at most, a directory whose files did not change
+// is applied again because the store changed: what the directory declares
+// wins over edits made through the API (drift is reverted).
+var syncResync = 10 * time.Second
+
 // dirSync applies a directory of policy files with prune under source
-// "dir:<path>" whenever its content changes. A directory that does not decode
-// or validate changes nothing: the last good state stays, and the failure is
-// reported in status, the log and a metric.
+// "dir:<path>" whenever its content changes, and again when the store
+// drifted from it. A directory that does not decode or validate changes
+// nothing: the last good state stays, and the failure is reported in status,
+// the log and a metric.
 type dirSync struct {
 	cp       *ControlPlane
 	dir      string
 	source   string
 	interval time.Duration
+	resync   time.Duration
 	log      *slog.Logger
 
-	mu     sync.Mutex
-	status SyncStatus
-	last   string // content hash of the last successful apply
+	mu        sync.Mutex
+	status    SyncStatus
+	last      string    // content hash of the last successful apply
+	lastRev   int64     // store revision after the last successful apply
+	lastApply time.Time // when it happened
 }
 
 func newDirSync(cp *ControlPlane, dir string) (*dirSync, error) {
@@ -53,7 +62,7 @@ func newDirSync(cp *ControlPlane, dir string) (*dirSync, error) {
 	if st, err := os.Stat(abs); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("--sync-dir %s is not a directory", dir)
 	}
-	s := &dirSync{cp: cp, dir: abs, source: "dir:" + abs, interval: time.Second, log: cp.cfg.Logger}
+	s := &dirSync{cp: cp, dir: abs, source: "dir:" + abs, interval: time.Second, resync: syncResync, log: cp.cfg.Logger}
 	s.status = SyncStatus{Dir: abs, Source: s.source}
 	return s, nil
 }
@@ -73,16 +82,22 @@ func (s *dirSync) run(ctx context.Context) {
 }
 
 // syncOnce reads the directory and applies it when it changed since the last
-// successful apply (or when that apply failed).
+// successful apply (or when that apply failed), or when the store changed
+// since and the resync period has passed.
 func (s *dirSync) syncOnce(ctx context.Context) {
 	files, hash, err := readPolicyDir(s.dir)
-	if err == nil && hash == s.lastHash() {
+	if err == nil && !s.due(hash) {
 		return
 	}
 	var res *ApplyResult
 	if err == nil {
 		var rs []policies.Resource
-		rs, err = decodeFiles(files)
+		rs, err = decodeFiles(files, s.cp.ValidateOptions())
+		if err == nil && len(rs) == 0 {
+			// An empty checkout (a failed clone, a swap in progress) must not
+			// prune everything the directory ever declared.
+			err = fmt.Errorf("%s holds no resources; refusing to prune everything it applied (delete resources through the API, or keep at least one file)", s.dir)
+		}
 		if err == nil {
 			res, err = s.cp.Apply(ctx, ApplyRequest{Resources: rs, Source: s.source, Prune: true, Who: s.source, SkipRanExperiments: true})
 		}
@@ -102,7 +117,7 @@ func (s *dirSync) syncOnce(ctx context.Context) {
 		s.cp.metrics.syncOK.Set(0)
 		return
 	}
-	s.last = hash
+	s.last, s.lastRev, s.lastApply = hash, res.Revision, time.Now()
 	s.status.OK, s.status.Error, s.status.Revision, s.status.Items = true, "", res.Revision, res.Items
 	s.cp.metrics.syncOK.Set(1)
 	changed := 0
@@ -114,10 +129,16 @@ func (s *dirSync) syncOnce(ctx context.Context) {
 	s.log.Info("directory synced", "dir", s.dir, "resources", len(res.Items), "changed", changed, "revision", res.Revision)
 }
 
-func (s *dirSync) lastHash() string {
+// due reports whether the directory must be applied: its content changed
+// since the last successful apply, or the store moved past that apply's
+// revision and the resync period has passed.
+func (s *dirSync) due(hash string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last
+	if hash != s.last {
+		return true
+	}
+	return time.Since(s.lastApply) >= s.resync && s.cp.builder.Revision() != s.lastRev
 }
 
 // Status returns the sync's state.
@@ -179,19 +200,47 @@ func readPolicyDir(dir string) ([]policyFile, string, error) {
 	return files, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// decodeFiles decodes every file; any error names the file and fails all.
-func decodeFiles(files []policyFile) ([]policies.Resource, error) {
+// decodeFiles decodes and validates every file. Every problem names its
+// file, document and field, and any problem fails the whole directory.
+func decodeFiles(files []policyFile, opts policies.ValidateOptions) ([]policies.Resource, error) {
 	var (
 		out  []policies.Resource
 		errs []error
 	)
+	type where struct {
+		file string
+		doc  int
+	}
+	seen := map[string]where{}
 	for _, f := range files {
 		rs, err := policies.DecodeAll(f.data)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f.path, err))
+			var des policies.DecodeErrors
+			if !errors.As(err, &des) {
+				errs = append(errs, fmt.Errorf("%s: %w", f.path, err))
+				continue
+			}
+			for _, de := range des {
+				errs = append(errs, fmt.Errorf("%s: %w", f.path, de))
+			}
 			continue
 		}
-		out = append(out, rs...)
+		// Without decode errors, resource i is document i.
+		for i, r := range rs {
+			kind, name := r.GetKind(), r.GetMeta().Name
+			if vs := policies.Validate(r, opts); len(vs) > 0 {
+				errs = append(errs, fmt.Errorf("%s: %w", f.path, &policies.DocumentError{Index: i, Kind: kind, Name: name, Violations: vs}))
+				continue
+			}
+			key := resourceKey(kind, name)
+			if prev, dup := seen[key]; dup {
+				errs = append(errs, fmt.Errorf("%s: %w", f.path, &policies.DocumentError{Index: i, Kind: kind, Name: name, Violations: policies.Violations{{
+					Field: "metadata.name", Message: fmt.Sprintf("%s %s is already declared in %s document %d", kind, name, prev.file, prev.doc)}}}))
+				continue
+			}
+			seen[key] = where{f.path, i}
+			out = append(out, r)
+		}
 	}
 	return out, errors.Join(errs...)
 }

@@ -1,7 +1,11 @@
 // Package ir is Bulwark's intermediate representation: the resolved,
 // defaulted configuration one proxy group receives, before it becomes Envoy
 // or gRPC resources. Resolve produces it; translate consumes it. It can be
-// written by hand in YAML, so translation is tested on its own.
+// written by hand in YAML (Decode), so translation is tested on its own.
+// Validate checks every invariant translation relies on.
+//
+// An IR is read-only once built: resolve shares leaf values (durations,
+// lists) with the policies it merged, and translate never copies it.
 package ir
 
 import "github.com/bulwarkmesh/bulwark/policies"

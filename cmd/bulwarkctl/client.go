@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// client talks to a control plane's admin API.
+type client struct {
+	base  string // scheme://host:port, no trailing slash
+	token string
+	http  *http.Client
+}
+
+// apiProblem is an error answer of the admin API (application/problem+json).
+type apiProblem struct {
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Status     int    `json:"status"`
+	Detail     string `json:"detail"`
+	Violations []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+		Line    int    `json:"line"`
+	} `json:"violations"`
+}
+
+// apiError is a failed API call: the server answered with a problem, or
+// could not be reached (then status is 0).
+type apiError struct {
+	status int
+	prob   *apiProblem
+	err    error // transport error when unreachable
+	server string
+}
+
+func (e *apiError) Error() string {
+	if e.status == 0 {
+		return fmt.Sprintf("cannot reach the server at %s: %v; is bulwark running there? (set --server or BULWARK_SERVER)", e.server, e.err)
+	}
+	if e.prob != nil && e.prob.Detail != "" {
+		return e.prob.Detail
+	}
+	return fmt.Sprintf("the server answered %d %s", e.status, http.StatusText(e.status))
+}
+
+// onlineFlags registers what every server command needs besides --server
+// and --token: a CA for an HTTPS server with a private certificate.
+func onlineFlags(fs *flag.FlagSet) *string {
+	return fs.String("ca-file", os.Getenv("BULWARK_CA_FILE"), "PEM CA that signed the server's certificate, for https (env BULWARK_CA_FILE)")
+}
+
+// newClient returns a client of e.server; caFile adds a trusted CA.
+func (e *env) newClient(caFile string) (*client, error) {
+	base := strings.TrimRight(e.server, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--server %q is not an http:// or https:// URL", e.server)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s holds no PEM certificate", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &client{base: base, token: e.token, http: &http.Client{Timeout: 30 * time.Second, Transport: tr}}, nil
+}
+
+// call sends a request and decodes a JSON answer into out (when not nil).
+// contentType is sent with a body.
+func (c *client) call(method, path, contentType string, body []byte, out any, header ...string) error {
+	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return &apiError{err: err, server: c.base}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return &apiError{err: err, server: c.base}
+	}
+	if resp.StatusCode >= 300 {
+		ae := &apiError{status: resp.StatusCode, server: c.base}
+		var p apiProblem
+		if json.Unmarshal(data, &p) == nil && p.Status != 0 {
+			ae.prob = &p
+		}
+		return ae
+	}
+	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("the server's answer is not what bulwarkctl expects (is --server a Bulwark admin API?): %w", err)
+	}
+	return nil
+}
+
+// fail reports a failed command on stderr and returns its exit code: 3 when
+// the server (or its store) cannot be reached, 1 otherwise. Each problem is
+// one line: the detail, or one line per violation with its field.
+func (e *env) fail(cmd string, err error) int {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		fmt.Fprintf(e.stderr, "bulwarkctl %s: %v\n", cmd, err)
+		return exitFailed
+	}
+	switch {
+	case ae.status == 0:
+		fmt.Fprintf(e.stderr, "bulwarkctl %s: %v\n", cmd, ae)
+		return exitUnreachable
+	case ae.status == http.StatusServiceUnavailable:
+		fmt.Fprintf(e.stderr, "bulwarkctl %s: %v\n", cmd, ae)
+		return exitUnreachable
+	}
+	if ae.prob != nil && len(ae.prob.Violations) > 0 {
+		for _, v := range ae.prob.Violations {
+			line := v.Message
+			if v.Field != "" {
+				line = v.Field + ": " + line
+			}
+			if v.Line > 0 {
+				line += fmt.Sprintf(" (line %d)", v.Line)
+			}
+			fmt.Fprintf(e.stderr, "bulwarkctl %s: %s\n", cmd, line)
+		}
+		return exitFailed
+	}
+	fmt.Fprintf(e.stderr, "bulwarkctl %s: %v\n", cmd, ae)
+	return exitFailed
+}

@@ -53,6 +53,15 @@ func commands() []command {
 		{name: "validate", group: groupOffline, usage: "validate -f PATH", summary: "check policy files: strict decoding, field validation, duplicate names, conflicts", run: runValidate},
 		{name: "lint", group: groupOffline, usage: "lint -f PATH [-o table|json] [--min-severity info|warning|error]", summary: "report settings that are legal but probably wrong", run: runLint},
 		{name: "render", group: groupOffline, usage: "render -f PATH --service S [--flavor envoy|grpc] [-o yaml|json]", summary: "print the xDS the proxies of service S would receive", run: runRender},
+		{name: "apply", group: groupServer, usage: "apply -f PATH [--dry-run] [--prune --source S] [-o table|json]", summary: "write policy files to the server in one atomic apply", run: runApply},
+		{name: "diff", group: groupServer, usage: "diff -f PATH [--prune --source S] [--exit-code]", summary: "show how the server's resources differ from the files, as a unified diff", run: runDiff},
+		{name: "get", group: groupServer, usage: "get KIND [NAME] [-o table|yaml|json]", summary: "show services, policies or experiments", run: runGet},
+		{name: "delete", group: groupServer, usage: "delete KIND NAME", summary: "delete a resource (an experiment: stop it)", run: runDelete},
+		{name: "status", group: groupServer, usage: "status [-o table|json]", summary: "show the revision, readiness, rollout and directory sync", run: runStatus},
+		{name: "proxies", group: groupServer, usage: "proxies [-o table|json]", summary: "list connected proxies with their versions and NACKs", run: runProxies},
+		{name: "config", group: groupServer, usage: "config NODE | config --service S [--flavor envoy|grpc]", summary: "print the exact xDS a proxy or a group receives", run: runConfig},
+		{name: "chaos", group: groupServer, usage: "chaos start -f FILE | chaos stop [NAME] | chaos list [--history]", summary: "start, stop (kill switch) and list chaos experiments", run: runChaos},
+		{name: "audit", group: groupServer, usage: "audit [--service S] [-o table|json]", summary: "show the resilience checklist of every service", run: runAudit},
 		{name: "help", group: groupOther, usage: "help [COMMAND]", summary: "show help for bulwarkctl or one command", run: runHelp},
 	}
 }

@@ -89,6 +89,9 @@ type tracker struct {
 	mu      sync.Mutex
 	streams map[int64]*streamState
 	proxies map[string]*ProxyStatus
+	// members: group → node ID → status, so work for a group touches its
+	// proxies only, not the whole fleet.
+	members map[string]map[string]*ProxyStatus
 	conns   map[string]int // node ID → open streams
 	// versions: group → type URL → version → build info (bounded).
 	versions map[string]map[string]map[string]versionInfo
@@ -103,6 +106,7 @@ func newTracker(replica string, cache *guardedCache, m *metrics) *tracker {
 		metrics:  m,
 		streams:  map[int64]*streamState{},
 		proxies:  map[string]*ProxyStatus{},
+		members:  map[string]map[string]*ProxyStatus{},
 		conns:    map[string]int{},
 		versions: map[string]map[string]map[string]versionInfo{},
 		current:  map[string]map[string]string{},
@@ -146,11 +150,9 @@ func (t *tracker) published(group, typeURL, version string, revision int64, obse
 		t.current[group] = map[string]string{}
 	}
 	t.current[group][typeURL] = version
-	for id, p := range t.proxies {
-		if p.Group == group {
-			t.refreshLocked(p)
-			t.dirty(id)
-		}
+	for id, p := range t.members[group] {
+		t.refreshLocked(p)
+		t.dirty(id)
 	}
 }
 
@@ -184,6 +186,12 @@ func (t *tracker) closed(id int64) {
 			delete(t.conns, st.nodeID)
 			gone = t.proxies[st.nodeID]
 			delete(t.proxies, st.nodeID)
+			if gone != nil {
+				delete(t.members[gone.Group], gone.ID)
+				if len(t.members[gone.Group]) == 0 {
+					delete(t.members, gone.Group)
+				}
+			}
 		}
 	}
 	t.mu.Unlock()
@@ -210,11 +218,16 @@ func (t *tracker) register(id int64, node *corev3.Node, protocol string) *stream
 	key := GroupOf(node)
 	fresh := t.proxies[st.nodeID] == nil
 	if fresh {
-		t.proxies[st.nodeID] = &ProxyStatus{
+		p := &ProxyStatus{
 			ID: st.nodeID, Service: key.Service, Flavor: key.Flavor, Group: key.String(),
 			Replica: t.replica, ConnectedAt: time.Now().UTC(), Protocol: protocol,
 			Types: map[string]*TypeStatus{},
 		}
+		t.proxies[st.nodeID] = p
+		if t.members[p.Group] == nil {
+			t.members[p.Group] = map[string]*ProxyStatus{}
+		}
+		t.members[p.Group][p.ID] = p
 	}
 	t.mu.Unlock()
 	if fresh {
@@ -421,9 +434,9 @@ func (p *ProxyStatus) clone() ProxyStatus {
 func (t *tracker) Groups() map[string]bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := map[string]bool{}
-	for _, p := range t.proxies {
-		out[p.Group] = true
+	out := make(map[string]bool, len(t.members))
+	for g := range t.members {
+		out[g] = true
 	}
 	return out
 }

@@ -13,6 +13,8 @@ import (
 // version at once, in a loop, thousands of times a second. Here a watch from a
 // proxy that rejected the group's current version is parked until the group
 // gets a different version; then it is handed to the cache, which answers it.
+// A watch whose group has no snapshot yet is parked until the first one (see
+// CreateWatch).
 type guardedCache struct {
 	cachev3.SnapshotCache
 
@@ -58,21 +60,22 @@ func (g *guardedCache) Forget(nodeID string) {
 	delete(g.rejected, nodeID)
 }
 
-// currentVersion returns the group's snapshot version for a type, or "".
-func (g *guardedCache) currentVersion(group, typeURL string) string {
-	snap, err := g.SnapshotCache.GetSnapshot(group)
-	if err != nil {
-		return ""
-	}
-	return snap.GetVersion(typeURL)
-}
-
-// CreateWatch parks a watch whose answer would be a version the node rejected.
+// CreateWatch parks a watch whose answer would be a version the node
+// rejected, and a watch whose group has no snapshot yet.
+//
+// The second matters after a restart: a proxy resumes with the version it
+// last ACKed, often the very version the first build produces. The cache
+// answers a new watch when the stream was never sent the resources, but when
+// the snapshot arrives after the watch it answers only a different version,
+// so such a stream would get nothing and its proxy would never ACK (and
+// never show as converged). Handed to the cache once the snapshot exists,
+// the watch is answered like any new stream's.
 func (g *guardedCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
 	group := nodeHash{}.ID(req.GetNode())
 	g.mu.Lock()
 	bad, isBad := g.rejected[req.GetNode().GetId()][req.GetTypeUrl()]
-	if !isBad || bad != g.currentVersion(group, req.GetTypeUrl()) {
+	snap, err := g.SnapshotCache.GetSnapshot(group)
+	if err == nil && (!isBad || bad != snap.GetVersion(req.GetTypeUrl())) {
 		g.mu.Unlock()
 		return g.SnapshotCache.CreateWatch(req, sub, ch)
 	}

@@ -59,6 +59,7 @@ type builder struct {
 	groups   map[string]*group
 	problems map[string][]BuildProblem // group ("" for the store) → problems
 	built    bool                      // a first build has completed
+	loaded   bool                      // update has been given the store's content
 }
 
 func newBuilder(log *slog.Logger, cache *guardedCache, tr *tracker, m *metrics) *builder {
@@ -74,6 +75,7 @@ func newBuilder(log *slog.Logger, cache *guardedCache, tr *tracker, m *metrics) 
 func (b *builder) update(ctx context.Context, set *policies.Set, revision int64, observed time.Time, storeProblems []BuildProblem) {
 	b.mu.Lock()
 	b.set, b.revision, b.observed = set, revision, observed
+	b.loaded = true
 	b.problems[""] = storeProblems
 	keys := make([]GroupKey, 0, len(b.groups))
 	for _, g := range b.groups {
@@ -95,7 +97,9 @@ func (b *builder) update(ctx context.Context, set *policies.Set, revision int64,
 }
 
 // ensure builds a group on its first proxy's arrival, so that proxy's
-// watches find a snapshot.
+// watches find a snapshot. Before the store has been read there is nothing
+// to build from: the group is registered, and the first update builds it
+// (its proxies' watches wait for that snapshot; see guardedCache).
 func (b *builder) ensure(ctx context.Context, k GroupKey) {
 	b.mu.Lock()
 	g, ok := b.groups[k.String()]
@@ -106,7 +110,11 @@ func (b *builder) ensure(ctx context.Context, k GroupKey) {
 	}
 	b.groups[k.String()] = &group{key: k, versions: map[string]string{}}
 	b.metrics.groups.Set(float64(len(b.groups)))
+	loaded := b.loaded
 	b.mu.Unlock()
+	if !loaded {
+		return
+	}
 	if err := b.build(ctx, k); err != nil {
 		b.log.Error("first build of a group failed", "group", k.String(), "err", err)
 	}

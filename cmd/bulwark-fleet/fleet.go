@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -332,4 +333,22 @@ func (p *proxy) warmLocked() bool {
 		}
 	}
 	return true
+}
+
+// describe tells what a proxy is waiting for, for error messages.
+func (p *proxy) describe() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var parts []string
+	for t := range numTypes {
+		state := "not subscribed"
+		switch {
+		case p.need[t] && p.ackGen[t] == p.gen:
+			state = "ACKed " + p.acked[t]
+		case p.need[t]:
+			state = "waiting (last ACKed " + p.acked[t] + ")"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s %d names", typeName[t], state, len(p.names[t])))
+	}
+	return fmt.Sprintf("%s (%s, stream %d): %s", p.id, p.group(), p.gen, strings.Join(parts, "; "))
 }

@@ -22,7 +22,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -59,6 +61,7 @@ type options struct {
 	changeFile   string
 	target       string
 	writes       int
+	perGroup     bool
 	gap          time.Duration
 	settle       time.Duration
 	timeout      time.Duration
@@ -106,6 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.changeFile, "change-file", "", "the change: a policy (PUT /v1/policies/NAME) or a bundle (POST /v1/apply); default flips the request timeout of --target between 3s and 4s")
 	fs.StringVar(&o.target, "target", "", "the service whose policy the built-in change flips (default: the first service)")
 	fs.IntVar(&o.writes, "writes", 3, "converge: measured writes, one after the other")
+	fs.BoolVar(&o.perGroup, "per-group", false, "converge: report every group's convergence too")
 	fs.DurationVar(&o.gap, "gap", time.Second, "converge: pause between measured writes")
 	fs.DurationVar(&o.settle, "settle", 300*time.Millisecond, "a measurement ends once every stream converged and nothing new was ACKed for this long")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "longest wait for convergence, or for a storm to settle")
@@ -291,6 +295,13 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*report, error) 
 		fl.close()
 	}()
 	if o.profileDir != "" {
+		if !cp.shared() { // in one process, the control plane's profile shows both
+			stopSelf, err := profileSelf(filepath.Join(o.profileDir, "simulator-cpu-"+o.scenario+".pb.gz"))
+			if err != nil {
+				return rep, err
+			}
+			defer stopSelf()
+		}
 		if err := s.profile(ctx, "heap", "heap.pb.gz"); err != nil {
 			return rep, err
 		}
@@ -424,4 +435,24 @@ func (s *session) cold(ctx context.Context) error {
 	}
 	rep.After, _ = memoryAt(ctx, s.cp, s.http)
 	return nil
+}
+
+// profileSelf profiles the simulator's own CPU until the returned func is
+// called: it shows when the simulator, not the control plane, is the limit.
+func profileSelf(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -21,6 +21,7 @@ type cpSample struct {
 	Pushes         int64     `json:"pushes"`
 	Snapshots      int64     `json:"snapshotsChanged"`
 	Builds         int64     `json:"builds"`
+	BuildSeconds   float64   `json:"-"`
 	Connected      int64     `json:"connectedProxies"`
 	GCForced       bool      `json:"gcForced"`
 	// convergence is the control plane's bulwark_convergence_seconds
@@ -61,6 +62,8 @@ func sample(ctx context.Context, c *http.Client, admin string) (cpSample, error)
 			}
 		case "bulwark_build_duration_seconds_count":
 			s.Builds = int64(v)
+		case "bulwark_build_duration_seconds_sum":
+			s.BuildSeconds = v
 		case "bulwark_connected_proxies":
 			s.Connected += int64(v)
 		case "bulwark_convergence_seconds_bucket":
@@ -156,6 +159,7 @@ func (f *fleet) mark() {
 // outcome is what a measurement found.
 type outcome struct {
 	times     []time.Duration // per converged proxy, since t0
+	byGroup   map[string][]time.Duration
 	converged int
 	total     int
 	changed   []string // the types that changed, by name
@@ -194,7 +198,7 @@ func (f *fleet) evaluate(t0 time.Time) outcome {
 		}
 		p.mu.Unlock()
 	}
-	out := outcome{total: len(ps)}
+	out := outcome{total: len(ps), byGroup: map[string][]time.Duration{}}
 	changedTypes := map[string]bool{}
 	for _, g := range latest {
 		any := false
@@ -234,6 +238,7 @@ func (f *fleet) evaluate(t0 time.Time) outcome {
 		if ok && any {
 			out.converged++
 			out.times = append(out.times, last.Sub(t0))
+			out.byGroup[p.group()] = append(out.byGroup[p.group()], last.Sub(t0))
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,9 +25,20 @@ type writeReport struct {
 	Changed   []string `json:"changedTypes"`
 	Groups    int      `json:"groupsChanged"`
 	TimedOut  bool     `json:"timedOut,omitempty"`
+	// PerGroup (with --per-group) shows the groups' convergence, slowest last.
+	PerGroup []groupLatency `json:"perGroup,omitempty"`
+	// BuildMs is the control plane's mean rebuild time during the
+	// measurement (bulwark_build_duration_seconds), when it reports it.
+	BuildMs float64 `json:"buildMs,omitempty"`
 	// ConfirmedByControlPlane counts the proxies that /v1/proxies reports
 	// converged on a revision at least the write's.
 	ConfirmedByControlPlane *int `json:"confirmedByControlPlane,omitempty"`
+}
+
+// groupLatency is one group's convergence.
+type groupLatency struct {
+	Group string `json:"group"`
+	latencies
 }
 
 // session is one run: the control plane, the writer and the fleet.
@@ -53,6 +65,7 @@ func (s *session) write(ctx context.Context, target string) (int64, error) {
 
 // measureWrite writes the change and waits for the fleet to converge.
 func (s *session) measureWrite(ctx context.Context) (writeReport, []time.Duration, error) {
+	before, _ := sample(ctx, s.http, s.cp.adminURL())
 	s.fl.mark()
 	t0 := time.Now()
 	rev, err := s.write(ctx, s.target)
@@ -63,6 +76,15 @@ func (s *session) measureWrite(ctx context.Context) (writeReport, []time.Duratio
 	o, ok := s.fl.waitConverged(ctx, t0, s.opt.settle, s.opt.timeout)
 	wr.latencies = summarize(o.times)
 	wr.Converged, wr.Total, wr.Changed, wr.Groups, wr.TimedOut = o.converged, o.total, o.changed, o.groups, !ok
+	if after, err := sample(ctx, s.http, s.cp.adminURL()); err == nil && after.Builds > before.Builds {
+		wr.BuildMs = round2((after.BuildSeconds - before.BuildSeconds) * 1000 / float64(after.Builds-before.Builds))
+	}
+	if s.opt.perGroup {
+		for g, ts := range o.byGroup {
+			wr.PerGroup = append(wr.PerGroup, groupLatency{Group: g, latencies: summarize(ts)})
+		}
+		slices.SortFunc(wr.PerGroup, func(a, b groupLatency) int { return cmp.Compare(a.MaxMs, b.MaxMs) })
+	}
 	if n, err := s.confirm(ctx, rev); err == nil {
 		wr.ConfirmedByControlPlane = &n
 	}
@@ -184,7 +206,14 @@ func (s *session) storm(ctx context.Context) error {
 	rep.After, _ = memoryAt(ctx, s.cp, s.http)
 	s.rep.Storm = rep
 	if rep.Reacked < rep.Total {
-		return fmt.Errorf("only %d of %d proxies ACKed again within %s", rep.Reacked, rep.Total, s.opt.timeout)
+		for i, p := range ps {
+			p.mu.Lock()
+			stuck := p.gen <= gens[i] || !p.isWarm
+			p.mu.Unlock()
+			if stuck {
+				return fmt.Errorf("only %d of %d proxies ACKed again within %s; for example %s", rep.Reacked, rep.Total, s.opt.timeout, p.describe())
+			}
+		}
 	}
 	return nil
 }

@@ -285,29 +285,6 @@ func (s *spawned) stop() {
 	}
 }
 
-// procStat reads a process's RSS (bytes) and CPU time from /proc.
-func procStat(pid int) (rss int64, cpu time.Duration, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	// Fields after the name: state(0) ... utime(11) stime(12) ... rss(21).
-	if len(f) < 22 {
-		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	pages, _ := strconv.ParseInt(f[21], 10, 64)
-	const ticks = 100 // USER_HZ on Linux
-	return pages * int64(os.Getpagesize()), time.Duration(ut+st) * time.Second / ticks, nil
-}
-
 // scrapeLines reads a Prometheus text exposition line by line.
 func scrapeLines(r io.Reader, fn func(name, labels string, value float64)) error {
 	sc := bufio.NewScanner(r)

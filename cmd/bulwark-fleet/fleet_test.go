@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// etcd's and gRPC's process-wide background goroutines.
+		goleak.IgnoreTopFunction("go.etcd.io/etcd/pkg/v3/traceutil.(*Trace).logInfo"),
+		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+	)
+}
+
+// runFleet runs the command in process and decodes its summary.
+func runFleet(t *testing.T, args ...string) report {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(append([]string{"--embedded", "--warm-timeout", "1m", "--timeout", "30s"}, args...), &out, &errOut)
+	var rep report
+	require.NoError(t, json.Unmarshal(out.Bytes(), &rep), "stdout: %s\nstderr: %s", out.String(), errOut.String())
+	require.Equal(t, 0, code, "error: %s\nstderr: %s", rep.Error, errOut.String())
+	return rep
+}
+
+// TestConvergeEveryFlavor measures a change with Envoy over SotW and
+// delta, and with proxyless gRPC: every stream converges, and the control
+// plane agrees that every proxy runs the write's revision.
+func TestConvergeEveryFlavor(t *testing.T) {
+	for _, c := range [][]string{
+		{"--protocol", "sotw"},
+		{"--protocol", "delta"},
+		{"--flavor", "grpc", "--grpc-targets", "2"},
+	} {
+		t.Run(strings.Join(c, " "), func(t *testing.T) {
+			rep := runFleet(t, append([]string{"--streams", "12", "--sources", "3", "--writes", "2", "--gap", "10ms", "--per-group"}, c...)...)
+			require.Equal(t, 3, rep.Services, "the missing sources are seeded")
+			require.Len(t, rep.Writes, 2)
+			for _, w := range rep.Writes {
+				require.False(t, w.TimedOut)
+				require.Equal(t, 12, w.Total)
+				require.Equal(t, 12, w.Converged)
+				require.Equal(t, 12, w.Count)
+				require.Equal(t, []string{"routes"}, w.Changed, "a request timeout lives in the route configuration")
+				require.Equal(t, 3, w.Groups)
+				require.Len(t, w.PerGroup, 3)
+				require.NotNil(t, w.ConfirmedByControlPlane)
+				require.Equal(t, 12, *w.ConfirmedByControlPlane)
+				require.Positive(t, w.Revision)
+				require.LessOrEqual(t, w.P50Ms, w.P99Ms)
+				require.LessOrEqual(t, w.P99Ms, w.MaxMs)
+			}
+			require.Greater(t, rep.Writes[1].Revision, rep.Writes[0].Revision)
+			require.Equal(t, 24, rep.Convergence.Count)
+			require.Equal(t, int64(12), rep.Memory.Loaded.Connected)
+			require.Equal(t, 9, rep.Memory.ProxiesAdded)
+			require.Positive(t, rep.Memory.Loaded.HeapInuseBytes)
+			require.Zero(t, rep.Failures)
+		})
+	}
+}
+
+// TestChangeFile measures a change given as a policy file.
+func TestChangeFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "change.yaml")
+	require.NoError(t, os.WriteFile(f, []byte(`apiVersion: bulwark/v1
+kind: ResiliencePolicy
+metadata: {name: svc-00001}
+spec:
+  target: {service: svc-00001}
+  timeouts: {request: 1500ms}
+`), 0o644))
+	rep := runFleet(t, "--streams", "4", "--sources", "2", "--writes", "1", "--change-file", f)
+	require.Equal(t, 4, rep.Writes[0].Converged)
+	require.Equal(t, "api", rep.WriteVia)
+}
+
+// TestWriteThroughEtcd writes the change under its etcd key, as when the
+// REST API has no write endpoints.
+func TestWriteThroughEtcd(t *testing.T) {
+	rep := runFleet(t, "--streams", "4", "--sources", "2", "--writes", "1", "--write-via", "etcd")
+	require.Equal(t, "store", rep.WriteVia)
+	require.Equal(t, 4, rep.Writes[0].Converged)
+	require.Equal(t, 4, *rep.Writes[0].ConfirmedByControlPlane)
+}
+
+// TestStormReconnects restarts the control plane under the fleet: every
+// proxy reconnects and ACKs everything again.
+func TestStormReconnects(t *testing.T) {
+	for _, protocol := range []string{"sotw", "delta"} {
+		t.Run(protocol, func(t *testing.T) {
+			rep := runFleet(t, "--scenario", "storm", "--streams", "8", "--sources", "2", "--protocol", protocol, "--backoff-base", "50ms")
+			require.NotNil(t, rep.Storm)
+			require.Equal(t, 8, rep.Storm.Total)
+			require.Equal(t, 8, rep.Storm.Reacked)
+			require.Positive(t, rep.Storm.RestartSeconds)
+			require.GreaterOrEqual(t, rep.Storm.AllAckedSeconds, rep.Storm.RestartSeconds)
+			require.GreaterOrEqual(t, rep.Failures, int64(8), "every stream broke once")
+		})
+	}
+}
+
+// TestChurnCoalescesAndSettles writes fast, then checks a final write
+// converges and that memory is reported before and after.
+func TestChurnCoalescesAndSettles(t *testing.T) {
+	rep := runFleet(t, "--scenario", "churn", "--streams", "6", "--sources", "3", "--rate", "50", "--duration", "1s", "--quiet", "100ms", "--churn-targets", "3")
+	c := rep.Churn
+	require.NotNil(t, c)
+	require.Greater(t, c.Writes, 20)
+	require.Zero(t, c.Failed)
+	require.Equal(t, 3, c.Targets)
+	require.Positive(t, c.Builds)
+	require.Less(t, c.Builds, int64(c.Writes), "the debounce coalesces writes into fewer builds")
+	require.Equal(t, 6, c.Final.Converged)
+	require.Positive(t, c.Baseline.HeapInuseBytes)
+	require.Positive(t, c.After.HeapInuseBytes)
+}
+
+// TestColdStart seeds a store, restarts the control plane on it and times
+// it until ready and until a fleet is warm.
+func TestColdStart(t *testing.T) {
+	rep := runFleet(t, "--scenario", "cold", "--seed-services", "30", "--streams", "3", "--sources", "3")
+	require.NotNil(t, rep.Cold)
+	require.Equal(t, 30, rep.Cold.Services)
+	require.Positive(t, rep.Cold.ReadySeconds)
+	require.GreaterOrEqual(t, rep.Cold.WarmSeconds, rep.Cold.ReadySeconds)
+}
+
+func TestFlagsAreChecked(t *testing.T) {
+	for _, args := range [][]string{
+		{"--protocol", "rest"},
+		{"--flavor", "grpc", "--protocol", "delta"},
+		{"--streams", "2", "--sources", "3"},
+		{"--scenario", "cold"},
+		{"--embedded", "--server-cmd", "bulwark"},
+		{"extra"},
+	} {
+		var out, errOut bytes.Buffer
+		require.Equal(t, 2, run(args, &out, &errOut), args)
+		require.Contains(t, errOut.String(), "bulwark-fleet:", args)
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 100; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	l := summarize(ds)
+	require.Equal(t, latencies{Count: 100, P50Ms: 50, P90Ms: 90, P99Ms: 99, MaxMs: 100}, l)
+	require.Equal(t, latencies{}, summarize(nil))
+	require.Equal(t, latencies{Count: 1, P50Ms: 7, P90Ms: 7, P99Ms: 7, MaxMs: 7}, summarize([]time.Duration{7 * time.Millisecond}))
+}
+
+func TestHistogramQuantile(t *testing.T) {
+	before := map[float64]float64{0.1: 0, 0.2: 0, 0.4: 0, math.Inf(1): 0}
+	after := map[float64]float64{0.1: 50, 0.2: 90, 0.4: 100, math.Inf(1): 100}
+	p50, n := histogramQuantile(0.5, before, after)
+	require.Equal(t, 100.0, n)
+	require.InDelta(t, 0.1, p50, 1e-9)
+	p70, _ := histogramQuantile(0.7, before, after)
+	require.InDelta(t, 0.15, p70, 1e-9)
+	p, n := histogramQuantile(0.5, after, after)
+	require.Zero(t, p)
+	require.Zero(t, n)
+}
+
+func TestNameSetDiff(t *testing.T) {
+	s := makeNameSet([]string{"c", "a", "b", "a"})
+	require.Equal(t, nameSet{"a", "b", "c"}, s)
+	added, removed := s.diff(nameSet{"b", "d"})
+	require.Equal(t, []string{"a", "c"}, added)
+	require.Equal(t, []string{"d"}, removed)
+	require.True(t, s.equal(nameSet{"a", "b", "c"}))
+}
+
+func TestScrapeLines(t *testing.T) {
+	text := `# HELP x
+go_goroutines 42
+bulwark_xds_pushes_total{type="routes"} 3
+bulwark_xds_pushes_total{type="clusters"} 4
+bulwark_convergence_seconds_bucket{le="+Inf"} 9
+`
+	got := map[string]float64{}
+	require.NoError(t, scrapeLines(strings.NewReader(text), func(name, labels string, v float64) { got[name+labels] += v }))
+	require.Equal(t, 42.0, got["go_goroutines"])
+	require.Equal(t, 3.0, got[`bulwark_xds_pushes_total{type="routes"}`])
+	require.Equal(t, 9.0, got[`bulwark_convergence_seconds_bucket{le="+Inf"}`])
+}

@@ -95,7 +95,13 @@ func runGet(e *env, args []string) int {
 // resourceTable prints resources of one kind as an aligned table.
 func resourceTable(w io.Writer, kind string, rs []policies.Resource) error {
 	if len(rs) == 0 {
-		_, err := fmt.Fprintf(w, "no %s\n", strings.ToLower(kind)+"s")
+		plural := kind
+		for _, k := range kinds {
+			if k.kind == kind {
+				plural = k.plural
+			}
+		}
+		_, err := fmt.Fprintf(w, "no %s\n", plural)
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -113,11 +113,12 @@ func resourceYAML(w io.Writer, rs []policies.Resource) error {
 				return err
 			}
 		}
-		b, err := yaml.Marshal(r)
-		if err != nil {
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		if err := enc.Encode(r); err != nil {
 			return err
 		}
-		if _, err := w.Write(b); err != nil {
+		if err := enc.Close(); err != nil {
 			return err
 		}
 	}

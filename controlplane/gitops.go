@@ -50,7 +50,7 @@ type dirSync struct {
 	mu        sync.Mutex
 	status    SyncStatus
 	last      string    // content hash of the last successful apply
-	lastRev   int64     // store revision after the last successful apply
+	lastRev   int64     // the builder's revision that reflects the last successful apply
 	lastApply time.Time // when it happened
 }
 
@@ -89,6 +89,10 @@ func (s *dirSync) syncOnce(ctx context.Context) {
 	if err == nil && !s.due(hash) {
 		return
 	}
+	// The revision the builder has seen before this apply: the store
+	// revision also moves for keys the builder does not follow (proxy
+	// status, experiment history), so drift is judged on the builder's.
+	seen := s.cp.builder.Revision()
 	var res *ApplyResult
 	if err == nil {
 		var rs []policies.Resource
@@ -117,16 +121,25 @@ func (s *dirSync) syncOnce(ctx context.Context) {
 		s.cp.metrics.syncOK.Set(0)
 		return
 	}
-	s.last, s.lastRev, s.lastApply = hash, res.Revision, time.Now()
-	s.status.OK, s.status.Error, s.status.Revision, s.status.Items = true, "", res.Revision, res.Items
-	s.cp.metrics.syncOK.Set(1)
-	changed := 0
+	wrote := 0
 	for _, it := range res.Items {
-		if it.Action != ActionUnchanged {
-			changed++
+		switch it.Action {
+		case ActionCreated, ActionUpdated, ActionDeleted:
+			wrote++
 		}
 	}
-	s.log.Info("directory synced", "dir", s.dir, "resources", len(res.Items), "changed", changed, "revision", res.Revision)
+	if wrote > 0 {
+		seen = res.Revision // the builder reaches it once it sees the write
+	}
+	contentChanged := hash != s.last
+	s.last, s.lastRev, s.lastApply = hash, seen, time.Now()
+	s.status.OK, s.status.Error, s.status.Revision, s.status.Items = true, "", res.Revision, res.Items
+	s.cp.metrics.syncOK.Set(1)
+	level := slog.LevelInfo
+	if wrote == 0 && !contentChanged {
+		level = slog.LevelDebug // a drift check that found none
+	}
+	s.log.Log(ctx, level, "directory synced", "dir", s.dir, "resources", len(res.Items), "changed", wrote, "revision", res.Revision)
 }
 
 // due reports whether the directory must be applied: its content changed

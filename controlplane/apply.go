@@ -115,6 +115,10 @@ func (cp *ControlPlane) Apply(ctx context.Context, req ApplyRequest) (*ApplyResu
 			ops = append(ops, store.Op{Put: r, ExpectRev: -1})
 		case sameResource(old, r):
 			item.Action, item.Revision = ActionUnchanged, old.GetMeta().Revision
+		case r.GetKind() == policies.KindExperiment && specJSON(old) == specJSON(r):
+			// The same game day, started by someone else: leave it running
+			// (and owned by whoever started it).
+			item.Action, item.Revision = ActionUnchanged, old.GetMeta().Revision
 		case r.GetKind() == policies.KindExperiment:
 			// A running experiment is not edited in place: stop it first.
 			return nil, &InvalidError{Violations: policies.Violations{{Field: "metadata.name", Message: fmt.Sprintf("experiment %s is running with another spec; stop it before starting a new one", meta.Name)}}}

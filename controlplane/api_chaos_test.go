@@ -136,3 +136,16 @@ func TestAPIKillSwitch(t *testing.T) {
 	require.Len(t, hist.Items, 2)
 	require.Equal(t, store.OutcomeStopped, hist.Items[0].Status.Outcome)
 }
+
+// An apply that declares an experiment already running with the same spec
+// (started by someone else) leaves it running; another spec is refused.
+func TestAPIApplyLeavesARunningExperiment(t *testing.T) {
+	h := newHarness(t)
+	c := h.api("")
+	h.apply(serviceYAML("payments", 9001))
+	started := decode[writeReply](t, c.putYAML("/v1/experiments/game-day", experimentYAML("game-day", "payments", 10, "10m")), http.StatusCreated)
+	res := decode[ApplyResult](t, c.post("/v1/apply?source=ci", "application/yaml", experimentYAML("game-day", "payments", 10, "10m")), http.StatusOK)
+	require.Equal(t, []ApplyItem{{Kind: policies.KindExperiment, Name: "game-day", Action: ActionUnchanged, Revision: started.Revision}}, res.Items)
+	p := problem(t, c.post("/v1/apply?source=ci", "application/yaml", experimentYAML("game-day", "payments", 20, "10m")), http.StatusBadRequest)
+	require.Contains(t, p.Detail, "stop it")
+}

@@ -46,6 +46,11 @@ type DocumentError struct {
 	Index      int
 	Kind, Name string
 	Violations Violations
+	// Partial is the resource as far as it decoded (unknown fields dropped,
+	// mistyped fields left unset), so a caller can also validate what is
+	// there and report every problem in one pass; nil when the document is
+	// not a resource of a known kind.
+	Partial Resource
 }
 
 func (e *DocumentError) Error() string {
@@ -231,7 +236,7 @@ func decodeNode(n *yaml.Node, idx int, stored bool) (Resource, *DocumentError) {
 		d.add("apiVersion", n.Line, fmt.Sprintf("must be %q, got %q", APIVersion, head.apiVersion))
 	}
 	if len(d.vs) > 0 {
-		derr.Violations = d.vs
+		derr.Violations, derr.Partial = d.vs, r
 		return nil, derr
 	}
 	return r, nil
@@ -296,7 +301,11 @@ func (d *nodeDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return // explicit null means unset
 		}
 		p := reflect.New(v.Type().Elem())
+		before := len(d.vs)
 		d.decode(n, p.Elem(), path)
+		if len(d.vs) > before && p.Elem().Kind() != reflect.Struct {
+			return // a mistyped value stays unset, as if it were not there
+		}
 		v.Set(p)
 		return
 	}

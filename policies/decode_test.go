@@ -18,7 +18,37 @@ func decodeErrs(t *testing.T, in string) ([]Resource, DecodeErrors) {
 	}
 	var des DecodeErrors
 	require.ErrorAs(t, err, &des)
+	for _, de := range des {
+		de.Partial = nil // compared on its own in TestDecodeKeepsWhatDecoded
+	}
 	return rs, des
+}
+
+// A document that fails strict decoding keeps what did decode, so a caller
+// can validate it too; mistyped values stay unset.
+func TestDecodeKeepsWhatDecoded(t *testing.T) {
+	_, err := DecodeAll([]byte(`apiVersion: bulwark/v1
+kind: ResiliencePolicy
+metadata: {name: payments}
+spec:
+  target: {service: payments}
+  timeouts: {request: 3, idle: 60s}
+  retries: {attempts: two, perTryTimeout: 1s, backof: {base: 25ms}}
+`))
+	var des DecodeErrors
+	require.ErrorAs(t, err, &des)
+	require.Len(t, des, 1)
+	p, ok := des[0].Partial.(*ResiliencePolicy)
+	require.True(t, ok, "the partial resource is a ResiliencePolicy")
+	require.Equal(t, PolicySpec{
+		Target:   Target{Service: "payments"},
+		Timeouts: &Timeouts{Idle: Dur(time.Minute)},
+		Retries:  &Retries{PerTryTimeout: Dur(time.Second)},
+	}, p.Spec)
+
+	_, err = DecodeAll([]byte("apiVersion: bulwark/v1\nkind: Gateway\nmetadata: {name: x}\n"))
+	require.ErrorAs(t, err, &des)
+	require.Nil(t, des[0].Partial, "no partial resource for an unknown kind")
 }
 
 func TestDecodeUnknownFieldAndWrongTypeTogether(t *testing.T) {

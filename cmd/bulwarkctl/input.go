@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/bulwarkmesh/bulwark/policies"
 )
@@ -161,7 +158,7 @@ func violationProblem(file string, index int, kind, name string, v policies.Viol
 // decodeFile decodes every document of one input strictly. Resources that
 // decode come back with their document index; every document that does not
 // is reported with all its problems. A document that fails strict decoding is
-// then decoded leniently and validated too, so that one run reports both an
+// also validated as far as it decoded, so that one run reports both an
 // unknown field and an out-of-range value in the same document.
 func decodeFile(in input, validate func(policies.Resource) policies.Violations) ([]item, []problem) {
 	rs, err := policies.DecodeAll(in.data)
@@ -185,22 +182,14 @@ func decodeFile(in input, validate func(policies.Resource) policies.Violations) 
 		idx++
 	}
 	var probs []problem
-	var nodes []*yaml.Node
-	if len(derrs) > 0 {
-		nodes = documents(in.data)
-	}
 	for _, de := range derrs {
 		for _, v := range de.Violations {
 			probs = append(probs, violationProblem(in.name, de.Index, de.Kind, de.Name, v))
 		}
-		if de.Index >= len(nodes) || mappingValue(nodes[de.Index], "kind") != de.Kind {
-			continue // not the document the decoder meant: report only what it found
-		}
-		r := lenientDecode(nodes[de.Index], de.Kind)
-		if r == nil {
+		if de.Partial == nil {
 			continue
 		}
-		for _, v := range validate(r) {
+		for _, v := range validate(de.Partial) {
 			if overlapsAny(v.Field, de.Violations) {
 				continue // already reported by the strict decoder
 			}
@@ -208,95 +197,6 @@ func decodeFile(in input, validate func(policies.Resource) policies.Violations) 
 		}
 	}
 	return items, probs
-}
-
-// documents splits a bundle into the nodes of its documents, indexed the way
-// policies.DecodeAll indexes them: empty documents are skipped and the items
-// of a List ({"items": [...]}) count one each. It stops at a syntax error.
-func documents(data []byte) []*yaml.Node {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var out []*yaml.Node
-	for {
-		var doc yaml.Node
-		if err := dec.Decode(&doc); err != nil {
-			return out
-		}
-		if len(doc.Content) == 0 || isNull(doc.Content[0]) {
-			continue // an empty document ("---" alone, or only comments)
-		}
-		root := doc.Content[0]
-		if items, ok := listItems(root); ok {
-			out = append(out, items...)
-			continue
-		}
-		out = append(out, root)
-	}
-}
-
-// isNull reports whether n is a null scalar, what an empty document parses as.
-func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
-
-// listItems returns the items of a {"items": [...]} or kind: List wrapper,
-// the shape policies.DecodeAll accepts.
-func listItems(n *yaml.Node) ([]*yaml.Node, bool) {
-	if n.Kind != yaml.MappingNode {
-		return nil, false
-	}
-	var items *yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		switch n.Content[i].Value {
-		case "items":
-			items = n.Content[i+1]
-		case "kind":
-			if n.Content[i+1].Value != "List" {
-				return nil, false
-			}
-		case "apiVersion":
-		default:
-			return nil, false
-		}
-	}
-	if items == nil || items.Kind != yaml.SequenceNode {
-		return nil, false
-	}
-	return items.Content, true
-}
-
-// mappingValue returns the scalar value of key in a mapping node, or "".
-func mappingValue(n *yaml.Node, key string) string {
-	if n.Kind != yaml.MappingNode {
-		return ""
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1].Value
-		}
-	}
-	return ""
-}
-
-// lenientDecode decodes a document that failed strict decoding, ignoring
-// unknown fields and fields of the wrong type. It returns nil when even that
-// fails (an unknown kind, a malformed duration).
-func lenientDecode(n *yaml.Node, kind string) policies.Resource {
-	var r policies.Resource
-	switch kind {
-	case policies.KindService:
-		r = &policies.Service{}
-	case policies.KindPolicy:
-		r = &policies.ResiliencePolicy{}
-	case policies.KindExperiment:
-		r = &policies.ChaosExperiment{}
-	default:
-		return nil
-	}
-	if err := n.Decode(r); err != nil {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return nil
-		}
-	}
-	return r
 }
 
 // overlapsAny reports whether field is one of the violations' fields, lies

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -93,7 +94,10 @@ func parseBody(format bodyFormat, body []byte) ([]policies.Resource, error) {
 		}
 		var vs []APIViolation
 		for _, de := range des {
-			vs = append(vs, fromViolations(fmt.Sprintf("items[%d]", de.Index), de.Violations)...)
+			// Guardrails are the server's to judge once the document decodes.
+			lax := policies.ValidateOptions{MaxFaultPercent: 100, MaxExperimentDuration: math.MaxInt64}
+			all := append(append(policies.Violations(nil), de.Violations...), de.ValidatePartial(lax)...)
+			vs = append(vs, fromViolations(fmt.Sprintf("items[%d]", de.Index), all)...)
 		}
 		return nil, invalid(des.Error(), vs...)
 	}

@@ -165,6 +165,11 @@ func TestAPIBadInput(t *testing.T) {
 	p = problem(t, c.putYAML("/v1/policies/payments", unknown), http.StatusBadRequest)
 	require.True(t, hasViolation(p, "spec.retries.atempts"), "%+v", p.Violations)
 
+	// An unknown field and an out-of-range value in one document: both reported.
+	both := strings.Replace(unknown, "atempts: 2", "atempts: 2, perTryTimeout: -1s", 1)
+	p = problem(t, c.putYAML("/v1/policies/payments", both), http.StatusBadRequest)
+	require.True(t, hasViolation(p, "spec.retries.atempts") && hasViolation(p, "spec.retries.perTryTimeout"), "%+v", p.Violations)
+
 	wrongType := strings.Replace(paymentsService, "port: 50051", "port: fifty", 1)
 	p = problem(t, c.putYAML("/v1/services/payments", wrongType), http.StatusBadRequest)
 	require.True(t, hasViolation(p, "spec.port"), "%+v", p.Violations)

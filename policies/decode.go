@@ -61,6 +61,44 @@ func (e *DocumentError) Error() string {
 	return who + ": " + e.Violations.Error()
 }
 
+// ValidatePartial validates what of the document decoded and returns the
+// violations the decoder has not already reported: a field the decoder
+// rejected, or one below or above it, is left out, since what validation says
+// there repeats or follows from the decoding error. Together with
+// e.Violations it is every problem of the document in one pass.
+func (e *DocumentError) ValidatePartial(opts ValidateOptions) Violations {
+	if e.Partial == nil {
+		return nil
+	}
+	var out Violations
+	for _, v := range Validate(e.Partial, opts) {
+		if !e.Violations.overlaps(v.Field) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// overlaps reports whether field is one of the violations' fields, lies
+// below one, or contains one.
+func (vs Violations) overlaps(field string) bool {
+	for _, v := range vs {
+		if v.Field == "" || field == "" || within(field, v.Field) || within(v.Field, field) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether path is parent or lies below it.
+func within(path, parent string) bool {
+	if !strings.HasPrefix(path, parent) {
+		return false
+	}
+	rest := path[len(parent):]
+	return rest == "" || rest[0] == '.' || rest[0] == '['
+}
+
 // DecodeErrors gathers the errors of every bad document of a bundle.
 type DecodeErrors []*DocumentError
 

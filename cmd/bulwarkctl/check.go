@@ -63,17 +63,14 @@ func check(path string, stdin io.Reader, opts policies.ValidateOptions) (*bundle
 	if err != nil {
 		return nil, nil, err
 	}
-	validate := func(r policies.Resource) policies.Violations {
-		return policies.Validate(r, opts)
-	}
 	b := &bundle{}
 	var probs []problem
 	for _, in := range ins {
 		b.files = append(b.files, in.name)
-		items, dprobs := decodeFile(in, validate)
+		items, dprobs := decodeFile(in, opts)
 		probs = append(probs, dprobs...)
 		for _, it := range items {
-			for _, v := range validate(it.res) {
+			for _, v := range policies.Validate(it.res, opts) {
 				probs = append(probs, violationProblem(it.file, it.index, it.kind(), it.name(), v))
 			}
 		}

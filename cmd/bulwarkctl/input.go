@@ -160,7 +160,7 @@ func violationProblem(file string, index int, kind, name string, v policies.Viol
 // is reported with all its problems. A document that fails strict decoding is
 // also validated as far as it decoded, so that one run reports both an
 // unknown field and an out-of-range value in the same document.
-func decodeFile(in input, validate func(policies.Resource) policies.Violations) ([]item, []problem) {
+func decodeFile(in input, opts policies.ValidateOptions) ([]item, []problem) {
 	rs, err := policies.DecodeAll(in.data)
 	var derrs policies.DecodeErrors
 	if err != nil && !errors.As(err, &derrs) {
@@ -186,36 +186,9 @@ func decodeFile(in input, validate func(policies.Resource) policies.Violations) 
 		for _, v := range de.Violations {
 			probs = append(probs, violationProblem(in.name, de.Index, de.Kind, de.Name, v))
 		}
-		if de.Partial == nil {
-			continue
-		}
-		for _, v := range validate(de.Partial) {
-			if overlapsAny(v.Field, de.Violations) {
-				continue // already reported by the strict decoder
-			}
+		for _, v := range de.ValidatePartial(opts) {
 			probs = append(probs, violationProblem(in.name, de.Index, de.Kind, de.Name, v))
 		}
 	}
 	return items, probs
-}
-
-// overlapsAny reports whether field is one of the violations' fields, lies
-// below one, or contains one: a wrong or unknown value there has already been
-// reported, and what validation says about it repeats or follows from that.
-func overlapsAny(field string, vs policies.Violations) bool {
-	for _, v := range vs {
-		if v.Field == "" || field == "" || within(field, v.Field) || within(v.Field, field) {
-			return true
-		}
-	}
-	return false
-}
-
-// within reports whether path is parent or lies below it.
-func within(path, parent string) bool {
-	if !strings.HasPrefix(path, parent) {
-		return false
-	}
-	rest := path[len(parent):]
-	return rest == "" || rest[0] == '.' || rest[0] == '['
 }

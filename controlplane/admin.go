@@ -22,10 +22,7 @@ func nopZap() *zap.Logger { return zap.NewNop() }
 // metrics and the OpenAPI document are open; every other route needs a
 // token of --token-file (viewer reads, editor writes) when one is given.
 func (cp *ControlPlane) adminHandler() (http.Handler, error) {
-	ts, err := loadTokens(cp.cfg.TokenFile)
-	if err != nil {
-		return nil, err
-	}
+	ts := cp.tokens
 	mux, handler := newAdminMux(cp.routes(), ts)
 	if cp.cfg.EnablePprof {
 		mux.Handle("/debug/pprof/", ts.authorize(RoleEditor, http.HandlerFunc(pprof.Index)))

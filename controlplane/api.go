@@ -131,25 +131,9 @@ func etag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }
 // checkName refuses a path segment that is not a DNS-1123 label, the shape
 // of every resource name.
 func checkName(field, name string) error {
-	if isDNSLabel(name) {
+	if policies.IsDNSLabel(name) {
 		return nil
 	}
 	return invalid(field+" "+strconv.Quote(name)+" is not a valid name",
 		APIViolation{Field: field, Message: "must be a DNS-1123 label: 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"})
-}
-
-func isDNSLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case c == '-' && i > 0 && i < len(s)-1:
-		default:
-			return false
-		}
-	}
-	return true
 }

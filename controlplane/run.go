@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +30,7 @@ type ControlPlane struct {
 	etcd    *embedded.Server // nil with an external etcd
 	client  *clientv3.Client
 	store   *store.Store
+	tokens  tokens // nil without --token-file
 	cache   *guardedCache
 	tracker *tracker
 	builder *builder
@@ -57,7 +59,12 @@ func New(cfg Config) (*ControlPlane, error) {
 		host, _ := os.Hostname()
 		cfg.Replica = host + "-" + strconv.Itoa(os.Getpid())
 	}
-	cp := &ControlPlane{cfg: cfg, metrics: newMetrics(), cache: newGuardedCache()}
+	// Read the token file before anything starts, so a bad one fails fast.
+	ts, err := loadTokens(cfg.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	cp := &ControlPlane{cfg: cfg, tokens: ts, metrics: newMetrics(), cache: newGuardedCache()}
 	cp.tracker = newTracker(cfg.Replica, cp.cache, cp.metrics)
 	cp.builder = newBuilder(cfg.Logger, cp.cache, cp.tracker, cp.metrics)
 	return cp, nil
@@ -150,7 +157,8 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	cp.admin = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	cp.admin = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	cp.goLoop(func() { cp.health.watch(ctx, time.Second) })
 	cp.goLoop(func() { cp.status.run(ctx, 500*time.Millisecond) })

@@ -148,7 +148,7 @@ func (v *validator) service(sp *ServiceSpec, self string) {
 	for i, d := range sp.Dependencies {
 		path := fmt.Sprintf("spec.dependencies[%d]", i)
 		switch j, dup := deps[d]; {
-		case !isDNSLabel(d):
+		case !IsDNSLabel(d):
 			v.add(path, "%s", labelMessage(d))
 		case dup:
 			v.add(path, "%q is listed twice (first at spec.dependencies[%d])", d, j)
@@ -179,7 +179,7 @@ func ValidateEndpoint(path string, ep Endpoint) Violations {
 	if ep.Weight < 0 {
 		v.add(path+".weight", "must not be negative (got %d); 0 means the default weight of 1", ep.Weight)
 	}
-	if ep.Zone != "" && !isDNSLabel(ep.Zone) {
+	if ep.Zone != "" && !IsDNSLabel(ep.Zone) {
 		v.add(path+".zone", "%s", labelMessage(ep.Zone))
 	}
 	if ep.Instance != "" && !isInstanceName(ep.Instance) {
@@ -271,7 +271,7 @@ func (v *validator) name(path, s string) {
 		v.add(path, "required")
 		return
 	}
-	if !isDNSLabel(s) {
+	if !IsDNSLabel(s) {
 		v.add(path, "%s", labelMessage(s))
 	}
 }

@@ -8,9 +8,9 @@ import (
 
 // Name syntax shared by validation.
 
-// isDNSLabel reports whether s is a DNS-1123 label: 1-63 characters of
+// IsDNSLabel reports whether s is a DNS-1123 label: 1-63 characters of
 // [a-z0-9-], starting and ending with a letter or digit.
-func isDNSLabel(s string) bool {
+func IsDNSLabel(s string) bool {
 	if len(s) == 0 || len(s) > 63 {
 		return false
 	}
@@ -41,7 +41,7 @@ func isHostname(s string) bool {
 		return false
 	}
 	for _, part := range strings.Split(s, ".") {
-		if !isDNSLabel(strings.ToLower(part)) {
+		if !IsDNSLabel(strings.ToLower(part)) {
 			return false
 		}
 	}

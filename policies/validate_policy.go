@@ -80,7 +80,7 @@ func (v *validator) policy(sp *PolicySpec) {
 		switch {
 		case f.Service == "":
 			v.add("spec.fallback.service", "required: the service that takes over when no healthy host is left")
-		case !isDNSLabel(f.Service):
+		case !IsDNSLabel(f.Service):
 			v.add("spec.fallback.service", "%s", labelMessage(f.Service))
 		case f.Service == sp.Target.Service:
 			v.add("spec.fallback.service", "must not be the target service itself: name another service, such as %s-static", f.Service)

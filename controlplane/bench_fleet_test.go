@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -120,4 +121,23 @@ func pushOnce(tb testing.TB, snap *cachev3.Snapshot, typeURL string) *discoveryv
 		tb.Fatal(err)
 	}
 	return out
+}
+
+// BenchmarkGroupBuild measures one group's full build as the builder runs
+// it on every change: resolve, translate, check, encode and seal, hash.
+func BenchmarkGroupBuild(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		set := meshSet(n)
+		bl := newBuilder(slog.New(slog.DiscardHandler), newGuardedCache(), nil, newMetrics())
+		bl.set = set
+		k := GroupKey{Flavor: ir.FlavorEnvoy, Service: "svc-00000", Outbound: DefaultOutbound}
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bl.prepare(k); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -84,12 +84,26 @@ func (b *builder) update(ctx context.Context, set *policies.Set, revision int64,
 	b.mu.Unlock()
 	b.metrics.storeRevision.Set(float64(revision))
 
+	// Every group is built before any is published: once a push starts,
+	// thousands of streams compete for the CPU with the builder, and the
+	// groups built after it would wait behind them.
 	start := time.Now()
+	b.buildMu.Lock()
+	ready := make([]*prepared, 0, len(keys))
 	for _, k := range keys {
-		if err := b.build(ctx, k); err != nil {
+		p, err := b.prepare(k)
+		if err != nil {
 			b.log.Error("build failed; proxies keep the last good config", "group", k.String(), "revision", revision, "err", err)
+			continue
+		}
+		ready = append(ready, p)
+	}
+	for _, p := range ready {
+		if err := b.publish(ctx, p); err != nil {
+			b.log.Error("publish failed; proxies keep the last good config", "group", p.key.String(), "revision", revision, "err", err)
 		}
 	}
+	b.buildMu.Unlock()
 	b.metrics.buildDuration.Observe(time.Since(start).Seconds())
 	b.mu.Lock()
 	b.built = true
@@ -125,6 +139,27 @@ func (b *builder) ensure(ctx context.Context, k GroupKey) {
 func (b *builder) build(ctx context.Context, k GroupKey) error {
 	b.buildMu.Lock()
 	defer b.buildMu.Unlock()
+	p, err := b.prepare(k)
+	if err != nil {
+		return err
+	}
+	return b.publish(ctx, p)
+}
+
+// prepared is a group's snapshot, built and checked, not yet published.
+type prepared struct {
+	key      GroupKey
+	snap     *cachev3.Snapshot
+	versions map[string]string
+	res      *translate.Resources
+	rev      int64
+	observed time.Time
+	problems []BuildProblem
+}
+
+// prepare resolves, translates and checks one group's snapshot. b.buildMu
+// must be held.
+func (b *builder) prepare(k GroupKey) (*prepared, error) {
 	b.mu.Lock()
 	set, rev, observed, mutate := b.set, b.revision, b.observed, b.mutate
 	b.mu.Unlock()
@@ -145,12 +180,12 @@ func (b *builder) build(ctx context.Context, k GroupKey) error {
 	}
 	if res == nil {
 		b.fail(id, "translate", problems)
-		return fmt.Errorf("translate: %w", err)
+		return nil, fmt.Errorf("translate: %w", err)
 	}
 	if err := translate.Check(res); err != nil {
 		problems = append(problems, BuildProblem{Group: id, Message: "snapshot rejected before publishing: " + err.Error()})
 		b.fail(id, "check", problems)
-		return err
+		return nil, err
 	}
 	if mutate != nil {
 		// After the check on purpose: tests publish what a proxy rejects.
@@ -159,34 +194,41 @@ func (b *builder) build(ctx context.Context, k GroupKey) error {
 	snap, versions, err := newSnapshot(res)
 	if err != nil {
 		b.fail(id, "snapshot", problems)
-		return err
+		return nil, err
 	}
+	return &prepared{key: k, snap: snap, versions: versions, res: res, rev: rev, observed: observed, problems: problems}, nil
+}
+
+// publish hands a prepared snapshot to the cache, which pushes it to the
+// group's proxies when its content changed. b.buildMu must be held.
+func (b *builder) publish(ctx context.Context, p *prepared) error {
+	id := p.key.String()
 	b.mu.Lock()
 	g := b.groups[id]
 	if g == nil {
 		b.mu.Unlock()
 		return nil // the group was dropped meanwhile
 	}
-	changed := !sameVersions(g.versions, versions)
-	b.problems[id] = problems
+	changed := !sameVersions(g.versions, p.versions)
+	b.problems[id] = p.problems
 	b.mu.Unlock()
-	if len(problems) > 0 {
+	if len(p.problems) > 0 {
 		b.metrics.buildFailures.WithLabelValues("partial").Inc()
-		for _, p := range problems {
-			b.log.Warn("left out of the build", "group", id, "problem", p.Message)
+		for _, pr := range p.problems {
+			b.log.Warn("left out of the build", "group", id, "problem", pr.Message)
 		}
 	}
 	if changed {
-		if err := b.cache.SetSnapshot(ctx, id, snap); err != nil {
+		if err := b.cache.SetSnapshot(ctx, id, p.snap); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
 	}
 	b.metrics.snapshots.WithLabelValues(fmt.Sprint(changed)).Inc()
 	b.mu.Lock()
-	g.versions, g.resources, g.revision = versions, res, rev
+	g.versions, g.resources, g.revision = p.versions, p.res, p.rev
 	b.mu.Unlock()
-	for t, v := range versions {
-		b.tracker.published(id, t, v, rev, observed)
+	for t, v := range p.versions {
+		b.tracker.published(id, t, v, p.rev, p.observed)
 	}
 	return nil
 }

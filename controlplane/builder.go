@@ -227,9 +227,7 @@ func (b *builder) publish(ctx context.Context, p *prepared) error {
 	b.mu.Lock()
 	g.versions, g.resources, g.revision = p.versions, p.res, p.rev
 	b.mu.Unlock()
-	for t, v := range p.versions {
-		b.tracker.published(id, t, v, p.rev, p.observed)
-	}
+	b.tracker.published(id, p.versions, p.rev, p.observed)
 	return nil
 }
 

@@ -67,6 +67,9 @@ type versionInfo struct {
 // sentResponse remembers what a stream was sent, to attribute ACKs and NACKs.
 type sentResponse struct{ nonce, version string }
 
+// streamState is one stream's view. go-control-plane calls every callback
+// of a stream from that stream's one goroutine, so its fields need no lock;
+// only the map of streams is shared.
 type streamState struct {
 	nodeID string
 	sent   map[string]sentResponse // type URL → last response
@@ -86,8 +89,12 @@ type tracker struct {
 	// onSent, when set, sees every response sent; tests count resends with it.
 	onSent func(nodeID, typeURL, version string)
 
+	// streamsMu guards streams alone, so that a stream's requests and
+	// responses need not wait for mu, which every ACK of the fleet takes.
+	streamsMu sync.RWMutex
+	streams   map[int64]*streamState
+
 	mu      sync.Mutex
-	streams map[int64]*streamState
 	proxies map[string]*ProxyStatus
 	// members: group → node ID → status, so work for a group touches its
 	// proxies only, not the whole fleet.
@@ -116,9 +123,11 @@ func newTracker(replica string, cache *guardedCache, m *metrics) *tracker {
 // maxVersionsKept bounds the per-type version history of a group.
 const maxVersionsKept = 64
 
-// published records that a group now serves a version of a type, built from
-// a store revision first observed at observedAt.
-func (t *tracker) published(group, typeURL, version string, revision int64, observedAt time.Time) {
+// published records that a group now serves versions (type URL → version)
+// built from a store revision first observed at observedAt. It takes the
+// tracker's lock once per build, however many types and proxies: every ACK
+// of the fleet contends for that lock.
+func (t *tracker) published(group string, versions map[string]string, revision int64, observedAt time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	byType := t.versions[group]
@@ -126,30 +135,32 @@ func (t *tracker) published(group, typeURL, version string, revision int64, obse
 		byType = map[string]map[string]versionInfo{}
 		t.versions[group] = byType
 	}
-	vs := byType[typeURL]
-	if vs == nil {
-		vs = map[string]versionInfo{}
-		byType[typeURL] = vs
-	}
-	if old, ok := vs[version]; ok && old.revision <= revision {
-		// Same content rebuilt later: it also answers the newer revision.
-		vs[version] = versionInfo{revision: revision, observedAt: old.observedAt}
-	} else {
-		if len(vs) >= maxVersionsKept {
-			oldest := ""
-			for v, info := range vs {
-				if oldest == "" || info.revision < vs[oldest].revision {
-					oldest = v
-				}
-			}
-			delete(vs, oldest)
-		}
-		vs[version] = versionInfo{revision: revision, observedAt: observedAt}
-	}
 	if t.current[group] == nil {
 		t.current[group] = map[string]string{}
 	}
-	t.current[group][typeURL] = version
+	for typeURL, version := range versions {
+		vs := byType[typeURL]
+		if vs == nil {
+			vs = map[string]versionInfo{}
+			byType[typeURL] = vs
+		}
+		if old, ok := vs[version]; ok && old.revision <= revision {
+			// Same content rebuilt later: it also answers the newer revision.
+			vs[version] = versionInfo{revision: revision, observedAt: old.observedAt}
+		} else {
+			if len(vs) >= maxVersionsKept {
+				oldest := ""
+				for v, info := range vs {
+					if oldest == "" || info.revision < vs[oldest].revision {
+						oldest = v
+					}
+				}
+				delete(vs, oldest)
+			}
+			vs[version] = versionInfo{revision: revision, observedAt: observedAt}
+		}
+		t.current[group][typeURL] = version
+	}
 	for id, p := range t.members[group] {
 		t.refreshLocked(p)
 		t.dirty(id)
@@ -158,10 +169,27 @@ func (t *tracker) published(group, typeURL, version string, revision int64, obse
 
 // OnStreamOpen implements the server callbacks.
 func (t *tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
-	t.mu.Lock()
+	t.streamsMu.Lock()
 	t.streams[id] = &streamState{sent: map[string]sentResponse{}}
-	t.mu.Unlock()
+	t.streamsMu.Unlock()
 	return nil
+}
+
+// stream returns a stream's state, creating it if needed.
+func (t *tracker) stream(id int64) *streamState {
+	t.streamsMu.RLock()
+	st := t.streams[id]
+	t.streamsMu.RUnlock()
+	if st != nil {
+		return st
+	}
+	t.streamsMu.Lock()
+	defer t.streamsMu.Unlock()
+	if st = t.streams[id]; st == nil {
+		st = &streamState{sent: map[string]sentResponse{}}
+		t.streams[id] = st
+	}
+	return st
 }
 
 // OnStreamClosed implements the server callbacks.
@@ -176,9 +204,11 @@ func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, typ string) e
 func (t *tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.closed(id) }
 
 func (t *tracker) closed(id int64) {
-	t.mu.Lock()
+	t.streamsMu.Lock()
 	st := t.streams[id]
 	delete(t.streams, id)
+	t.streamsMu.Unlock()
+	t.mu.Lock()
 	var gone *ProxyStatus
 	if st != nil && st.nodeID != "" {
 		t.conns[st.nodeID]--
@@ -203,17 +233,12 @@ func (t *tracker) closed(id int64) {
 
 // register attaches a stream to its node on the stream's first request.
 func (t *tracker) register(id int64, node *corev3.Node, protocol string) *streamState {
-	t.mu.Lock()
-	st := t.streams[id]
-	if st == nil {
-		st = &streamState{sent: map[string]sentResponse{}}
-		t.streams[id] = st
-	}
+	st := t.stream(id)
 	if st.nodeID != "" {
-		t.mu.Unlock()
 		return st
 	}
 	st.nodeID = node.GetId()
+	t.mu.Lock()
 	t.conns[st.nodeID]++
 	key := GroupOf(node)
 	fresh := t.proxies[st.nodeID] == nil
@@ -243,9 +268,7 @@ func (t *tracker) register(id int64, node *corev3.Node, protocol string) *stream
 // OnStreamRequest implements the server callbacks: it sorts ACKs from NACKs.
 func (t *tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 	st := t.register(id, req.GetNode(), "sotw")
-	t.mu.Lock()
 	sent, ok := st.sent[req.GetTypeUrl()]
-	t.mu.Unlock()
 	if !ok || req.GetResponseNonce() == "" || req.GetResponseNonce() != sent.nonce {
 		return nil // an initial request, a subscription change, or a stale nonce
 	}
@@ -265,9 +288,7 @@ func (t *tracker) OnStreamResponse(_ context.Context, id int64, req *discoveryv3
 // OnStreamDeltaRequest implements the server callbacks.
 func (t *tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 	st := t.register(id, req.GetNode(), "delta")
-	t.mu.Lock()
 	sent, ok := st.sent[req.GetTypeUrl()]
-	t.mu.Unlock()
 	if !ok || req.GetResponseNonce() == "" || req.GetResponseNonce() != sent.nonce {
 		return nil
 	}
@@ -292,13 +313,15 @@ func (t *tracker) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.Di
 
 func (t *tracker) sent(id int64, typeURL, nonce, version string) {
 	t.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.streamsMu.RLock()
 	st := t.streams[id]
+	t.streamsMu.RUnlock()
 	if st == nil {
 		return
 	}
 	st.sent[typeURL] = sentResponse{nonce: nonce, version: version}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if p := t.proxies[st.nodeID]; p != nil {
 		ts := p.typeStatus(typeURL)
 		ts.Sent = version

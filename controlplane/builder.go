@@ -98,11 +98,13 @@ func (b *builder) update(ctx context.Context, set *policies.Set, revision int64,
 		}
 		ready = append(ready, p)
 	}
+	resume := b.cache.pause()
 	for _, p := range ready {
 		if err := b.publish(ctx, p); err != nil {
 			b.log.Error("publish failed; proxies keep the last good config", "group", p.key.String(), "revision", revision, "err", err)
 		}
 	}
+	resume()
 	b.buildMu.Unlock()
 	b.metrics.buildDuration.Observe(time.Since(start).Seconds())
 	b.mu.Lock()

@@ -18,6 +18,13 @@ import (
 type guardedCache struct {
 	cachev3.SnapshotCache
 
+	// pub is held for writing while a round of snapshots is published
+	// (pause), and for reading by every watch creation: the cache takes one
+	// global lock to create a watch and to set a snapshot, so without it
+	// the builder would queue behind the ACKs of the groups it just
+	// published before it could publish the next.
+	pub sync.RWMutex
+
 	mu sync.Mutex
 	// rejected: node ID → type URL → the version that node rejected.
 	rejected map[string]map[string]string
@@ -71,6 +78,8 @@ func (g *guardedCache) Forget(nodeID string) {
 // never show as converged). Handed to the cache once the snapshot exists,
 // the watch is answered like any new stream's.
 func (g *guardedCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	g.pub.RLock()
+	defer g.pub.RUnlock()
 	group := nodeHash{}.ID(req.GetNode())
 	g.mu.Lock()
 	bad, isBad := g.rejected[req.GetNode().GetId()][req.GetTypeUrl()]
@@ -95,6 +104,21 @@ func (g *guardedCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscriptio
 			cancel()
 		}
 	}, nil
+}
+
+// CreateDeltaWatch waits while a round of snapshots is being published.
+func (g *guardedCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	g.pub.RLock()
+	defer g.pub.RUnlock()
+	return g.SnapshotCache.CreateDeltaWatch(req, sub, ch)
+}
+
+// pause holds back new watches until the returned func is called, so that
+// a round of SetSnapshot calls runs without contention. The responses the
+// cache sends meanwhile go to buffered channels (one per type and stream).
+func (g *guardedCache) pause() (resume func()) {
+	g.pub.Lock()
+	return g.pub.Unlock
 }
 
 // SetSnapshot publishes a group's snapshot and hands over the parked watches

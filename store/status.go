@@ -44,6 +44,60 @@ func (s *Store) PutStatus(ctx context.Context, replica, node string, value []byt
 	}
 }
 
+// statusBatchBytes bounds the values of one PutStatuses transaction, well
+// under etcd's default request limit (1.5 MiB).
+const statusBatchBytes = 1 << 20
+
+// PutStatuses writes the status of many proxies of one replica (node →
+// value) under the replica's lease, in as few transactions as etcd's limits
+// allow (MaxTxnOps puts, about 1 MiB each): one commit per batch instead of
+// one per proxy. Batches are not atomic together; on an error, some may have
+// been written.
+func (s *Store) PutStatuses(ctx context.Context, replica string, values map[string][]byte) error {
+	var ops []clientv3.Op
+	var keys, nodes []string
+	size := 0
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		defer func() { ops, keys, nodes, size = ops[:0], keys[:0], nodes[:0], 0 }()
+		for attempt := 0; ; attempt++ {
+			sl, err := s.statusLeaseFor(ctx, replica)
+			if err != nil {
+				return err
+			}
+			for i := range ops {
+				ops[i] = clientv3.OpPut(keys[i], string(values[nodes[i]]), clientv3.WithLease(sl.id))
+			}
+			_, err = s.cli.Txn(ctx).Then(ops...).Commit()
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) && attempt == 0 {
+				s.dropStatusLease(replica, sl)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("put the status of %d proxies of %s: %w", len(ops), replica, err)
+			}
+			return nil
+		}
+	}
+	for node, v := range values {
+		key, err := s.statusKey(replica, node)
+		if err != nil {
+			return err
+		}
+		if len(ops) >= s.opts.MaxTxnOps || (len(ops) > 0 && size+len(key)+len(v) > statusBatchBytes) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		ops = append(ops, clientv3.Op{})
+		keys, nodes = append(keys, key), append(nodes, node)
+		size += len(key) + len(v)
+	}
+	return flush()
+}
+
 // DeleteStatus removes the status of one proxy.
 func (s *Store) DeleteStatus(ctx context.Context, replica, node string) error {
 	key, err := s.statusKey(replica, node)

@@ -140,18 +140,24 @@ func (w *statusWriter) flush(ctx context.Context) {
 	w.dirty = map[string]bool{}
 	w.mu.Unlock()
 	var failed []string
+	puts := make(map[string][]byte, len(batch))
 	for id := range batch {
-		var err error
 		if p, ok := w.tracker.Proxy(id); ok {
-			b, _ := json.Marshal(p)
-			err = w.store.PutStatus(ctx, w.replica, id, b)
-		} else {
-			err = w.store.DeleteStatus(ctx, w.replica, id)
-		}
-		if err != nil {
+			puts[id], _ = json.Marshal(p)
+		} else if err := w.store.DeleteStatus(ctx, w.replica, id); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
+			failed = append(failed, id)
+		}
+	}
+	// One transaction per batch of proxies: a change that reaches 10,000
+	// proxies is a handful of commits, not 10,000.
+	if err := w.store.PutStatuses(ctx, w.replica, puts); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		for id := range puts {
 			failed = append(failed, id)
 		}
 	}

@@ -115,8 +115,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "longest wait for convergence, or for a storm to settle")
 	fs.DurationVar(&o.warmTimeout, "warm-timeout", 5*time.Minute, "longest wait for the fleet to be warm")
 
-	fs.StringVar(&o.profileDir, "profile-dir", "", "save the control plane's heap profile once the fleet is warm and a CPU profile of the scenario here (needs /debug/pprof: --enable-pprof)")
-	fs.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "save the control plane's heap profile once the fleet is warm, and a CPU profile and an execution trace of the scenario, here (needs /debug/pprof: --enable-pprof)")
+	fs.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile and the trace")
 	fs.Float64Var(&o.rate, "rate", 100, "churn: policy writes per second")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "churn: how long the writes go on")
 	fs.DurationVar(&o.quiet, "quiet", 30*time.Second, "churn: quiet time before heap and goroutines are compared with the baseline")
@@ -305,13 +305,18 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*report, error) 
 		if err := s.profile(ctx, "heap", "heap.pb.gz"); err != nil {
 			return rep, err
 		}
-		done := make(chan error, 1)
+		done := make(chan error, 2)
 		go func() {
 			done <- s.profile(ctx, fmt.Sprintf("profile?seconds=%d", o.profileSeconds), "cpu-"+o.scenario+".pb.gz")
 		}()
+		go func() {
+			done <- s.profile(ctx, fmt.Sprintf("trace?seconds=%d", o.profileSeconds), "trace-"+o.scenario+".out")
+		}()
 		defer func() {
-			if err := <-done; err != nil {
-				log.Warn("cpu profile", "err", err)
+			for range 2 {
+				if err := <-done; err != nil {
+					log.Warn("profile", "err", err)
+				}
 			}
 		}()
 	}

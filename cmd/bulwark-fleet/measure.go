@@ -81,8 +81,23 @@ func sample(ctx context.Context, c *http.Client, admin string) (cpSample, error)
 	return s, err
 }
 
-// memoryAt collects garbage in the control plane (when it can) and samples.
+// memoryAt waits until the control plane is idle (its background work, such
+// as persisting proxy status, is done: less than 5% of a core for half a
+// second, at most 30 s), collects its garbage when it can, and samples.
 func memoryAt(ctx context.Context, cp controlPlane, c *http.Client) (cpSample, error) {
+	prev, err := sample(ctx, c, cp.adminURL())
+	for i := 0; err == nil && i < 60; i++ {
+		time.Sleep(500 * time.Millisecond)
+		cur, serr := sample(ctx, c, cp.adminURL())
+		if serr != nil {
+			break
+		}
+		idle := cur.CPUSeconds-prev.CPUSeconds < 0.025
+		prev = cur
+		if idle {
+			break
+		}
+	}
 	forced := cp.forceGC(ctx)
 	s, err := sample(ctx, c, cp.adminURL())
 	s.GCForced = forced

@@ -13,7 +13,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/xds/resolve"
@@ -51,6 +50,11 @@ type builder struct {
 	mutate func(GroupKey, *translate.Resources)
 
 	buildMu sync.Mutex // one build at a time
+	// translated and sealed remember the work of earlier builds: a service
+	// is translated, and a resource encoded, once per distinct content, for
+	// every group and build that needs it.
+	translated *translate.Cache
+	sealed     *sealer
 
 	mu       sync.Mutex
 	set      *policies.Set // the last set built from; never mutated
@@ -65,7 +69,9 @@ type builder struct {
 func newBuilder(log *slog.Logger, cache *guardedCache, tr *tracker, m *metrics) *builder {
 	return &builder{
 		log: log, cache: cache, tracker: tr, metrics: m,
-		set:      policies.NewSet(),
+		set:        policies.NewSet(),
+		translated: translate.NewCache(),
+		sealed:     newSealer(),
 		groups:   map[string]*group{},
 		problems: map[string][]BuildProblem{},
 	}
@@ -105,6 +111,8 @@ func (b *builder) update(ctx context.Context, set *policies.Set, revision int64,
 		}
 	}
 	resume()
+	b.translated.Sweep()
+	b.sealed.sweep()
 	b.buildMu.Unlock()
 	b.metrics.buildDuration.Observe(time.Since(start).Seconds())
 	b.mu.Lock()
@@ -172,7 +180,12 @@ func (b *builder) prepare(k GroupKey) (*prepared, error) {
 	for _, err := range errs {
 		problems = append(problems, BuildProblem{Group: id, Message: err.Error()})
 	}
-	res, err := translate.Translate(x)
+	translateService, z := b.translated.TranslateService, b.sealed
+	if mutate != nil {
+		// The test hook edits what it is given: keep it off shared objects.
+		translateService, z = translate.TranslateService, nil
+	}
+	res, err := translate.TranslateUsing(x, translateService)
 	if err != nil {
 		// Translate leaves out what it cannot translate and says so; the
 		// rest is still published.
@@ -193,7 +206,7 @@ func (b *builder) prepare(k GroupKey) (*prepared, error) {
 		// After the check on purpose: tests publish what a proxy rejects.
 		mutate(k, res)
 	}
-	snap, versions, err := newSnapshot(res)
+	snap, versions, err := z.snapshot(res)
 	if err != nil {
 		b.fail(id, "snapshot", problems)
 		return nil, err
@@ -312,11 +325,16 @@ func (b *builder) Published(id string) *translate.Resources {
 // resource is encoded once, for the hash, and sealed with that encoding so
 // that no stream encodes it again (see sealedResource).
 func newSnapshot(res *translate.Resources) (*cachev3.Snapshot, map[string]string, error) {
+	return (*sealer)(nil).snapshot(res)
+}
+
+// snapshot is newSnapshot, reusing what z sealed before.
+func (z *sealer) snapshot(res *translate.Resources) (*cachev3.Snapshot, map[string]string, error) {
 	byType := res.ByType()
 	snap := &cachev3.Snapshot{}
 	versions := make(map[string]string, len(typeOrder))
 	for _, t := range typeOrder {
-		sealed, v, err := sealAll(byType[t])
+		sealed, v, err := z.sealAll(byType[t])
 		if err != nil {
 			return nil, nil, err
 		}
@@ -329,16 +347,15 @@ func newSnapshot(res *translate.Resources) (*cachev3.Snapshot, map[string]string
 
 // sealAll encodes resources deterministically, seals each with its
 // encoding, and hashes them by name and encoding into a version.
-func sealAll(items []types.Resource) ([]types.Resource, string, error) {
+func (z *sealer) sealAll(items []types.Resource) ([]types.Resource, string, error) {
 	sealed := make([]*sealedResource, len(items))
-	opts := proto.MarshalOptions{Deterministic: true}
 	for i, r := range items {
 		name := cachev3.GetResourceName(r)
-		b, err := opts.Marshal(r)
+		s, err := z.seal(r, name)
 		if err != nil {
 			return nil, "", fmt.Errorf("encode %s: %w", name, err)
 		}
-		sealed[i] = seal(r, name, b)
+		sealed[i] = s
 	}
 	sort.Slice(sealed, func(i, j int) bool { return sealed[i].name < sealed[j].name })
 	h := sha256.New()

@@ -1,6 +1,8 @@
 package controlplane
 
 import (
+	"sync"
+
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/runtime/protoiface"
@@ -64,4 +66,62 @@ func marshalSealed(in protoiface.MarshalInput) (protoiface.MarshalOutput, error)
 		return protoiface.MarshalOutput{Buf: raw}, nil
 	}
 	return protoiface.MarshalOutput{Buf: append(in.Buf, raw...)}, nil
+}
+
+// sealer remembers sealed resources by the identity of the translated
+// object. The translation cache hands every group and every build the same
+// objects for a service that did not change, so each is encoded once, not
+// once per group and build. Entries that no build used since the previous
+// sweep are dropped. Objects must not change once sealed (translated
+// resources never do).
+type sealer struct {
+	mu   sync.Mutex
+	memo map[proto.Message]*sealEntry
+	gen  uint64
+}
+
+type sealEntry struct {
+	sealed *sealedResource
+	used   uint64
+}
+
+func newSealer() *sealer { return &sealer{memo: map[proto.Message]*sealEntry{}} }
+
+// seal returns m sealed, encoding it unless it was sealed before. A nil
+// sealer always encodes.
+func (z *sealer) seal(m proto.Message, name string) (*sealedResource, error) {
+	if z != nil {
+		z.mu.Lock()
+		e := z.memo[m]
+		if e != nil {
+			e.used = z.gen
+		}
+		z.mu.Unlock()
+		if e != nil {
+			return e.sealed, nil
+		}
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	s := seal(m, name, b)
+	if z != nil {
+		z.mu.Lock()
+		z.memo[m] = &sealEntry{sealed: s, used: z.gen}
+		z.mu.Unlock()
+	}
+	return s, nil
+}
+
+// sweep drops what no build used since the previous sweep.
+func (z *sealer) sweep() {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	for m, e := range z.memo {
+		if e.used != z.gen {
+			delete(z.memo, m)
+		}
+	}
+	z.gen++
 }

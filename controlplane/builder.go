@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -72,8 +73,8 @@ func newBuilder(log *slog.Logger, cache *guardedCache, tr *tracker, m *metrics) 
 		set:        policies.NewSet(),
 		translated: translate.NewCache(),
 		sealed:     newSealer(),
-		groups:   map[string]*group{},
-		problems: map[string][]BuildProblem{},
+		groups:     map[string]*group{},
+		problems:   map[string][]BuildProblem{},
 	}
 }
 
@@ -104,13 +105,9 @@ func (b *builder) update(ctx context.Context, set *policies.Set, revision int64,
 		}
 		ready = append(ready, p)
 	}
-	resume := b.cache.pause()
-	for _, p := range ready {
-		if err := b.publish(ctx, p); err != nil {
-			b.log.Error("publish failed; proxies keep the last good config", "group", p.key.String(), "revision", revision, "err", err)
-		}
+	if err := b.publish(ctx, ready); err != nil {
+		b.log.Error("publish failed; proxies keep the last good config", "revision", revision, "err", err)
 	}
-	resume()
 	b.translated.Sweep()
 	b.sealed.sweep()
 	b.buildMu.Unlock()
@@ -153,7 +150,7 @@ func (b *builder) build(ctx context.Context, k GroupKey) error {
 	if err != nil {
 		return err
 	}
-	return b.publish(ctx, p)
+	return b.publish(ctx, []*prepared{p})
 }
 
 // prepared is a group's snapshot, built and checked, not yet published.
@@ -214,36 +211,56 @@ func (b *builder) prepare(k GroupKey) (*prepared, error) {
 	return &prepared{key: k, snap: snap, versions: versions, res: res, rev: rev, observed: observed, problems: problems}, nil
 }
 
-// publish hands a prepared snapshot to the cache, which pushes it to the
-// group's proxies when its content changed. b.buildMu must be held.
-func (b *builder) publish(ctx context.Context, p *prepared) error {
-	id := p.key.String()
+// publish records prepared builds and hands the snapshots whose content
+// changed to the cache, which pushes them. Whatever does not wake a stream
+// comes first (the tracker learns the new versions before any proxy can ACK
+// them); then every snapshot is set in one tight round while new watches
+// wait, so the last group is not pushed after the first group's proxies
+// have taken the CPU. b.buildMu must be held.
+func (b *builder) publish(ctx context.Context, ps []*prepared) error {
+	var push []*prepared
+	pubs := make([]publication, 0, len(ps))
 	b.mu.Lock()
-	g := b.groups[id]
-	if g == nil {
-		b.mu.Unlock()
-		return nil // the group was dropped meanwhile
+	for _, p := range ps {
+		id := p.key.String()
+		g := b.groups[id]
+		if g == nil {
+			continue // the group was dropped meanwhile
+		}
+		changed := !sameVersions(g.versions, p.versions)
+		if changed {
+			push = append(push, p)
+		}
+		b.problems[id] = p.problems
+		g.versions, g.resources, g.revision = p.versions, p.res, p.rev
+		b.metrics.snapshots.WithLabelValues(fmt.Sprint(changed)).Inc()
+		pubs = append(pubs, publication{group: id, versions: p.versions, revision: p.rev, observedAt: p.observed})
 	}
-	changed := !sameVersions(g.versions, p.versions)
-	b.problems[id] = p.problems
 	b.mu.Unlock()
-	if len(p.problems) > 0 {
-		b.metrics.buildFailures.WithLabelValues("partial").Inc()
-		for _, pr := range p.problems {
-			b.log.Warn("left out of the build", "group", id, "problem", pr.Message)
+	for _, p := range ps {
+		if len(p.problems) > 0 {
+			b.metrics.buildFailures.WithLabelValues("partial").Inc()
+			for _, pr := range p.problems {
+				b.log.Warn("left out of the build", "group", p.key.String(), "problem", pr.Message)
+			}
 		}
 	}
-	if changed {
-		if err := b.cache.SetSnapshot(ctx, id, p.snap); err != nil {
-			return fmt.Errorf("publish: %w", err)
+	b.tracker.published(pubs...)
+
+	var errs []error
+	resume := b.cache.pause()
+	for _, p := range push {
+		if err := b.cache.SetSnapshot(ctx, p.key.String(), p.snap); err != nil {
+			errs = append(errs, fmt.Errorf("publish %s: %w", p.key, err))
+			b.mu.Lock()
+			if g := b.groups[p.key.String()]; g != nil {
+				g.versions = nil // not published: the next build must publish
+			}
+			b.mu.Unlock()
 		}
 	}
-	b.metrics.snapshots.WithLabelValues(fmt.Sprint(changed)).Inc()
-	b.mu.Lock()
-	g.versions, g.resources, g.revision = p.versions, p.res, p.rev
-	b.mu.Unlock()
-	b.tracker.published(id, p.versions, p.rev, p.observed)
-	return nil
+	resume()
+	return errors.Join(errs...)
 }
 
 func (b *builder) fail(group, stage string, problems []BuildProblem) {

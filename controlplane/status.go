@@ -123,13 +123,28 @@ func newTracker(replica string, cache *guardedCache, m *metrics) *tracker {
 // maxVersionsKept bounds the per-type version history of a group.
 const maxVersionsKept = 64
 
-// published records that a group now serves versions (type URL → version)
-// built from a store revision first observed at observedAt. It takes the
-// tracker's lock once per build, however many types and proxies: every ACK
+// publication says that a group now serves versions (type URL → version)
+// built from a store revision first observed at observedAt.
+type publication struct {
+	group      string
+	versions   map[string]string
+	revision   int64
+	observedAt time.Time
+}
+
+// published records publications. It takes the tracker's lock once for a
+// whole round of builds, however many groups, types and proxies: every ACK
 // of the fleet contends for that lock.
-func (t *tracker) published(group string, versions map[string]string, revision int64, observedAt time.Time) {
+func (t *tracker) published(pubs ...publication) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for _, pub := range pubs {
+		t.publishedLocked(pub)
+	}
+}
+
+func (t *tracker) publishedLocked(pub publication) {
+	group, revision, observedAt := pub.group, pub.revision, pub.observedAt
 	byType := t.versions[group]
 	if byType == nil {
 		byType = map[string]map[string]versionInfo{}
@@ -138,7 +153,7 @@ func (t *tracker) published(group string, versions map[string]string, revision i
 	if t.current[group] == nil {
 		t.current[group] = map[string]string{}
 	}
-	for typeURL, version := range versions {
+	for typeURL, version := range pub.versions {
 		vs := byType[typeURL]
 		if vs == nil {
 			vs = map[string]versionInfo{}

@@ -53,9 +53,12 @@ func (s *Store) decodeResource(key, value []byte, mod int64) (policies.Resource,
 	if !ok || ref.kind == KindEndpoint {
 		return nil, &ValueError{Key: string(key), Err: errors.New("not a resource key")}
 	}
-	r, err := policies.DecodeStored(value)
-	if err != nil {
-		return nil, &ValueError{Key: string(key), Err: err}
+	r := decodeCanonical(ref.kind, value)
+	if r == nil {
+		var err error
+		if r, err = policies.DecodeStored(value); err != nil {
+			return nil, &ValueError{Key: string(key), Err: err}
+		}
 	}
 	if r.GetKind() != ref.kind {
 		return nil, &ValueError{Key: string(key), Err: fmt.Errorf("kind: %q stored under the %s key", r.GetKind(), ref.kind)}
@@ -104,4 +107,33 @@ func checkEndpoint(ep policies.Endpoint) error {
 		return vs
 	}
 	return nil
+}
+
+// decodeCanonical is the fast path of decodeResource for values the store
+// wrote itself: it decodes JSON directly and accepts the result only when
+// encoding it again gives back exactly the stored bytes, so nothing the
+// strict decoder would refuse (unknown or miscased fields, duplicates, an
+// empty list that differs from none) can pass. Anything else returns nil
+// and goes through the strict decoder, with its field paths. Starting with
+// 10,000 services, the strict decoder took most of the time to ready.
+func decodeCanonical(kind string, value []byte) policies.Resource {
+	var r policies.Resource
+	switch kind {
+	case policies.KindService:
+		r = &policies.Service{}
+	case policies.KindPolicy:
+		r = &policies.ResiliencePolicy{}
+	case policies.KindExperiment:
+		r = &policies.ChaosExperiment{}
+	default:
+		return nil
+	}
+	if json.Unmarshal(value, r) != nil || r.GetMeta().Revision != 0 {
+		return nil
+	}
+	again, err := encodeResource(r)
+	if err != nil || !bytes.Equal(again, value) {
+		return nil
+	}
+	return r
 }

@@ -194,7 +194,9 @@ func (b *builder) prepare(k GroupKey) (*prepared, error) {
 		b.fail(id, "translate", problems)
 		return nil, fmt.Errorf("translate: %w", err)
 	}
-	if err := translate.Check(res); err != nil {
+	// Every piece passed ValidateAll when it was translated; the group-level
+	// resources and the references are checked here.
+	if err := translate.CheckReferences(res); err != nil {
 		problems = append(problems, BuildProblem{Group: id, Message: "snapshot rejected before publishing: " + err.Error()})
 		b.fail(id, "check", problems)
 		return nil, err

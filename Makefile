@@ -4,7 +4,7 @@ DATA_DIR  ?= .bulwark/data
 # Packages that start goroutines run under the race detector.
 RACE_PKGS := ./store/... ./controlplane/... ./cmd/...
 
-.PHONY: all build run test test-race test-unit bench fmt vet clean
+.PHONY: all build run test test-race test-unit bench fleet fmt vet clean
 
 all: build
 
@@ -20,9 +20,15 @@ test: vet
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -E '/(store|controlplane|cmd)(/|$$)')
 	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
 
-## bench: Go benchmarks and a short fleet run; appends to docs/benchmarks.md
+## bench: Go benchmarks and a short fleet run (1,000 streams); appends to docs/benchmarks.md
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./xds/... ./controlplane/...
+	GO=$(GO) sh deploy/bench/bench.sh
+
+## fleet: the fleet simulator against a control plane it starts, e.g.
+##   make fleet FLEET_ARGS="--scenario storm --streams 10000"  (see docs/benchmarks.md)
+FLEET_ARGS ?= --streams 1000 --sources 10 --seed-services 100
+fleet:
+	GO=$(GO) sh deploy/bench/fleet.sh $(FLEET_ARGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -198,3 +198,17 @@ bulwark_convergence_seconds_bucket{le="+Inf"} 9
 	require.Equal(t, 3.0, got[`bulwark_xds_pushes_total{type="routes"}`])
 	require.Equal(t, 9.0, got[`bulwark_convergence_seconds_bucket{le="+Inf"}`])
 }
+
+// TestMarkdownSummary appends a readable summary of a run.
+func TestMarkdownSummary(t *testing.T) {
+	md := filepath.Join(t.TempDir(), "bench.md")
+	rep := runFleet(t, "--streams", "4", "--sources", "2", "--writes", "1", "--append-md", md)
+	require.Equal(t, 4, rep.Writes[0].Converged)
+	b, err := os.ReadFile(md)
+	require.NoError(t, err)
+	text := string(b)
+	require.Contains(t, text, "#### bulwark-fleet converge")
+	require.Contains(t, text, "--append-md")
+	require.Contains(t, text, "| write → every stream ACKed | p50 ")
+	require.Contains(t, text, "| memory per connected proxy |")
+}

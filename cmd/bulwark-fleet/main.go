@@ -35,6 +35,7 @@ type options struct {
 	scenario string
 	label    string
 	out      string
+	appendMD string
 
 	embedded  bool
 	serverCmd string
@@ -83,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.scenario, "scenario", "converge", "converge | storm | churn | cold")
 	fs.StringVar(&o.label, "label", "", "free text recorded in the summary")
 	fs.StringVar(&o.out, "out", "", "also write the JSON summary to this file")
+	fs.StringVar(&o.appendMD, "append-md", "", "also append a Markdown summary to this file (e.g. docs/benchmarks.md)")
 
 	fs.BoolVar(&o.embedded, "embedded", false, "start the control plane in this process, with an embedded etcd in a temporary directory")
 	fs.StringVar(&o.serverCmd, "server-cmd", "", "start the control plane as a child process with this command line (e.g. \"bin/bulwark --data-dir /tmp/d --enable-pprof\"); storm kills it with SIGKILL and starts it again")
@@ -234,6 +236,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, string(b))
 	if o.out != "" {
 		if werr := os.WriteFile(o.out, append(b, '\n'), 0o644); werr != nil {
+			fmt.Fprintln(stderr, "bulwark-fleet:", werr)
+		}
+	}
+	if o.appendMD != "" {
+		if werr := appendMarkdown(o.appendMD, args, rep); werr != nil {
 			fmt.Fprintln(stderr, "bulwark-fleet:", werr)
 		}
 	}

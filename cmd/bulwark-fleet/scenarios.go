@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -352,10 +353,16 @@ type machine struct {
 	Go      string `json:"go"`
 	Kernel  string `json:"kernel,omitempty"`
 	Started string `json:"started"`
+	// LoadAvg is the machine's load average when the run started: the
+	// machine may be shared.
+	LoadAvg string `json:"loadAverage,omitempty"`
 }
 
 func readMachine() machine {
-	m := machine{Started: time.Now().UTC().Format(time.RFC3339)}
+	m := machine{Started: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {

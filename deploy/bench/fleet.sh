@@ -1,0 +1,31 @@
+#!/bin/sh
+# Runs the fleet simulator against a Bulwark control plane that it starts as
+# a child process, with its embedded etcd in a temporary directory, so the
+# control plane's CPU and memory are its own. Extra arguments go to
+# bulwark-fleet, e.g.:
+#
+#   deploy/bench/fleet.sh --streams 5000 --sources 10 --seed-services 100
+#   deploy/bench/fleet.sh --scenario storm --streams 10000
+#
+# Ports: BENCH_XDS (28000), BENCH_ADMIN (28080), BENCH_ETCD (22379) and
+# BENCH_ETCD_PEER (22380); BENCH_BIN is where the binaries are built (bin).
+set -eu
+cd "$(dirname "$0")/../.."
+GO=${GO:-go}
+BIN=${BENCH_BIN:-bin}
+XDS=127.0.0.1:${BENCH_XDS:-28000}
+ADMIN=127.0.0.1:${BENCH_ADMIN:-28080}
+ETCD=127.0.0.1:${BENCH_ETCD:-22379}
+PEER=127.0.0.1:${BENCH_ETCD_PEER:-22380}
+
+mkdir -p "$BIN"
+"$GO" build -o "$BIN/bulwark" ./cmd/bulwark
+"$GO" build -o "$BIN/bulwark-fleet" ./cmd/bulwark-fleet
+DATA=$(mktemp -d "${TMPDIR:-/tmp}/bulwark-fleet.XXXXXX")
+trap 'rm -rf "$DATA"' EXIT INT TERM
+
+"$BIN/bulwark-fleet" \
+	--server-cmd "$BIN/bulwark --data-dir $DATA/etcd --xds-addr $XDS --admin-addr $ADMIN --embedded-etcd-listen $ETCD --embedded-etcd-peer $PEER --enable-pprof --log-level warn" \
+	--server-log "$DATA/bulwark.log" \
+	--xds-addr "$XDS" --admin "http://$ADMIN" --etcd "$ETCD" \
+	"$@"

@@ -24,6 +24,9 @@ type sotwWatch struct {
 	req *discoveryv3.DiscoveryRequest
 	sub cachev3.Subscription
 	ch  chan cachev3.Response
+	// early: created before its group had a snapshot, so the first one is
+	// checked against what the stream was sent, not only its version.
+	early bool
 }
 
 // sotwAnswer is the answer to every watch of a group for one type, version
@@ -83,10 +86,12 @@ func (g *guardedCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscriptio
 	w := &sotwWatch{req: req, sub: sub, ch: ch}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if snap := g.current[group]; snap != nil && g.due(w, snap) {
+	snap := g.current[group]
+	if snap != nil && g.due(w, snap, true) {
 		g.answer(w, group, snap)
 		return func() {}, nil
 	}
+	w.early = snap == nil
 	if g.watches[group] == nil {
 		g.watches[group] = map[*sotwWatch]struct{}{}
 	}
@@ -116,7 +121,7 @@ func (g *guardedCache) SetSnapshot(ctx context.Context, group string, snap cache
 		}
 	}
 	for w := range g.watches[group] {
-		if g.due(w, snap) {
+		if g.due(w, snap, w.early) {
 			g.answer(w, group, snap)
 			delete(g.watches[group], w)
 		}
@@ -137,10 +142,11 @@ func (g *guardedCache) ClearSnapshot(group string) {
 }
 
 // due reports whether a watch has something to be sent, as the snapshot
-// cache decides it: a version other than the one the request carries, or a
-// resource the stream subscribes to and was never sent. Never a version
-// the node rejected. g.mu must be held.
-func (g *guardedCache) due(w *sotwWatch, snap cachev3.ResourceSnapshot) bool {
+// cache decides it: a version other than the one the request carries, or
+// (with full, when the watch is new to this snapshot) a resource the stream
+// subscribes to and was never sent. Never a version the node rejected.
+// g.mu must be held.
+func (g *guardedCache) due(w *sotwWatch, snap cachev3.ResourceSnapshot, full bool) bool {
 	t := w.req.GetTypeUrl()
 	version := snap.GetVersion(t)
 	if bad, ok := g.rejected[w.req.GetNode().GetId()][t]; ok && bad == version {
@@ -148,6 +154,9 @@ func (g *guardedCache) due(w *sotwWatch, snap cachev3.ResourceSnapshot) bool {
 	}
 	if w.req.GetVersionInfo() != version {
 		return true
+	}
+	if !full {
+		return false
 	}
 	returned := w.sub.ReturnedResources()
 	resources := snap.GetResourcesAndTTL(t)

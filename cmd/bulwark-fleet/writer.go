@@ -229,7 +229,10 @@ func (w *writer) serviceNames(ctx context.Context) ([]string, error) {
 // returns the revision of the last write. Services that exist are
 // overwritten with the same content.
 func (w *writer) seed(ctx context.Context, from, to int) (int64, error) {
-	const chunk = 200 // resources per atomic apply: well within etcd's limits
+	chunk := 200 // resources per atomic apply: well within etcd's limits
+	if w.st != nil {
+		chunk = min(chunk, w.st.MaxTxnOps())
+	}
 	var batch []policies.Resource
 	var rev int64
 	flush := func() error {

@@ -27,6 +27,12 @@ const (
 	DefaultCompaction      = time.Hour
 )
 
+// Raft log retention of the single-member embedded server (see launch).
+const (
+	embeddedSnapshotCount  = 1000
+	embeddedCatchUpEntries = 100
+)
+
 // grpcOverhead is the room etcd leaves above MaxRequestBytes for gRPC framing.
 const grpcOverhead = 512 * 1024
 
@@ -123,6 +129,13 @@ func launch(ctx context.Context, cfg Config) (*embed.Etcd, error) {
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(cfg.Logger)
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
 	ec.MaxTxnOps = cfg.MaxTxnOps
+	// etcd keeps every raft entry in memory until a snapshot, taken every
+	// SnapshotCount entries, then keeps SnapshotCatchUpEntries for slow
+	// followers. A single member has no followers, and proxy status is
+	// rewritten continuously: with the defaults (10,000 and 5,000) the
+	// process held hundreds of megabytes of old status writes.
+	ec.SnapshotCount = embeddedSnapshotCount
+	ec.SnapshotCatchUpEntries = embeddedCatchUpEntries
 	ec.MaxRequestBytes = cfg.MaxRequestBytes
 	if cfg.CompactionRetention > 0 {
 		ec.AutoCompactionMode = embed.CompactorModePeriodic

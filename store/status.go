@@ -44,15 +44,18 @@ func (s *Store) PutStatus(ctx context.Context, replica, node string, value []byt
 	}
 }
 
-// statusBatchBytes bounds the values of one PutStatuses transaction, well
-// under etcd's default request limit (1.5 MiB).
-const statusBatchBytes = 1 << 20
+// One PutStatuses transaction holds at most statusBatchOps puts and about
+// statusBatchBytes: etcd keeps recent raft entries in memory, so a status
+// write must stay a small entry however many proxies a flush carries.
+const (
+	statusBatchOps   = 16
+	statusBatchBytes = 32 << 10
+)
 
 // PutStatuses writes the status of many proxies of one replica (node →
-// value) under the replica's lease, in as few transactions as etcd's limits
-// allow (MaxTxnOps puts, about 1 MiB each): one commit per batch instead of
-// one per proxy. Batches are not atomic together; on an error, some may have
-// been written.
+// value) under the replica's lease, a few proxies per transaction: one
+// commit per batch instead of one per proxy, and small raft entries.
+// Batches are not atomic together; on an error, some may have been written.
 func (s *Store) PutStatuses(ctx context.Context, replica string, values map[string][]byte) error {
 	var ops []clientv3.Op
 	var keys, nodes []string
@@ -86,7 +89,7 @@ func (s *Store) PutStatuses(ctx context.Context, replica string, values map[stri
 		if err != nil {
 			return err
 		}
-		if len(ops) >= s.opts.MaxTxnOps || (len(ops) > 0 && size+len(key)+len(v) > statusBatchBytes) {
+		if len(ops) >= min(s.opts.MaxTxnOps, statusBatchOps) || (len(ops) > 0 && size+len(key)+len(v) > statusBatchBytes) {
 			if err := flush(); err != nil {
 				return err
 			}

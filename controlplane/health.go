@@ -103,8 +103,19 @@ func (cp *ControlPlane) readiness() Readiness {
 	return r
 }
 
+// statusWritesPerSecond bounds how many proxies' status a replica writes
+// per second. Every build changes the status of every proxy of its groups
+// (the revision they run); under a steady stream of changes, writing them
+// all at every flush would pour megabytes per second into etcd, whose
+// history is kept until compaction. Beyond the bound, proxies are written
+// in later flushes: with 10,000 proxies, each one's stored status may lag
+// by about ten seconds. This replica's own answers (/v1/proxies,
+// /v1/status) come from memory and do not lag.
+const statusWritesPerSecond = 1000
+
 // statusWriter persists this replica's proxy status to the store, coalescing
-// changes: each proxy is written at most once per flush interval.
+// changes: each proxy is written at most once per flush interval, and at
+// most statusWritesPerSecond proxies per second.
 type statusWriter struct {
 	store   *store.Store
 	replica string
@@ -113,6 +124,8 @@ type statusWriter struct {
 
 	mu    sync.Mutex
 	dirty map[string]bool
+	// limit is how many proxies one flush writes; 0 is no limit.
+	limit int
 }
 
 func (w *statusWriter) mark(nodeID string) {
@@ -122,6 +135,9 @@ func (w *statusWriter) mark(nodeID string) {
 }
 
 func (w *statusWriter) run(ctx context.Context, interval time.Duration) {
+	w.mu.Lock()
+	w.limit = max(1, int(statusWritesPerSecond*interval.Seconds()))
+	w.mu.Unlock()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -137,7 +153,18 @@ func (w *statusWriter) run(ctx context.Context, interval time.Duration) {
 func (w *statusWriter) flush(ctx context.Context) {
 	w.mu.Lock()
 	batch := w.dirty
-	w.dirty = map[string]bool{}
+	if w.limit > 0 && len(batch) > w.limit {
+		batch = make(map[string]bool, w.limit)
+		for id := range w.dirty {
+			if len(batch) == w.limit {
+				break
+			}
+			batch[id] = true
+			delete(w.dirty, id)
+		}
+	} else {
+		w.dirty = map[string]bool{}
+	}
 	w.mu.Unlock()
 	var failed []string
 	puts := make(map[string][]byte, len(batch))

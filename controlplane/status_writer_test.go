@@ -1,0 +1,40 @@
+package controlplane
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bulwarkmesh/bulwark/store"
+	"github.com/bulwarkmesh/bulwark/store/storetest"
+)
+
+// TestStatusWritesAreBounded: a flush writes at most its share of
+// statusWritesPerSecond; the rest waits for the next flushes, none lost.
+func TestStatusWritesAreBounded(t *testing.T) {
+	srv := storetest.NewServer(t)
+	st := store.New(storetest.NewClient(t, srv), store.Options{})
+	t.Cleanup(func() { st.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tr := newTracker("r", newGuardedCache(), newMetrics())
+	w := &statusWriter{store: st, replica: "r", tracker: tr, log: log, dirty: map[string]bool{}, limit: 10}
+	tr.onDirty = w.mark
+	ctx := t.Context()
+	for i := range 25 {
+		tr.register(int64(i), &corev3.Node{Id: fmt.Sprintf("node-%02d", i), Cluster: "svc"}, "sotw")
+	}
+	require.Len(t, w.dirty, 25, "a new proxy is marked for persistence")
+	for _, left := range []int{15, 5, 0} {
+		w.flush(ctx)
+		w.mu.Lock()
+		require.Len(t, w.dirty, left)
+		w.mu.Unlock()
+	}
+	all, err := st.ListStatus(ctx)
+	require.NoError(t, err)
+	require.Len(t, all["r"], 25)
+}

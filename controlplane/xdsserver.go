@@ -14,6 +14,7 @@ import (
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -49,7 +50,10 @@ func newXDSServer(ctx context.Context, cfg Config, cache *guardedCache, tr *trac
 		opts = append(opts, grpc.Creds(creds))
 	}
 	gs := grpc.NewServer(opts...)
-	srv := serverv3.NewServer(ctx, cache, tr)
+	// Ordered ADS: one response channel per stream and a plain select,
+	// instead of a new channel per request and a reflect.Select over them;
+	// it also keeps a stream's responses in the order the cache gave them.
+	srv := serverv3.NewServer(ctx, cache, tr, sotwv3.WithOrderedADS())
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, srv)
 	clusterservice.RegisterClusterDiscoveryServiceServer(gs, srv)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, srv)

@@ -75,6 +75,7 @@ type options struct {
 	duration     time.Duration
 	quiet        time.Duration
 	churnTargets int
+	writers      int
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -122,7 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.rate, "rate", 100, "churn: policy writes per second")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "churn: how long the writes go on")
 	fs.DurationVar(&o.quiet, "quiet", 30*time.Second, "churn: quiet time before heap and goroutines are compared with the baseline")
-	fs.IntVar(&o.churnTargets, "churn-targets", 10, "churn: services whose policies the writes rotate over")
+	fs.IntVar(&o.churnTargets, "churn-targets", 50, "churn: services whose policies the writes rotate over")
+	fs.IntVar(&o.writers, "writers", 32, "churn: writes in flight at most (writers in parallel)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -157,8 +159,8 @@ func (o options) validate() error {
 	if o.scenario != "cold" && o.streams < o.sources {
 		errs = append(errs, fmt.Errorf("--streams (%d) must be at least --sources (%d)", o.streams, o.sources))
 	}
-	if o.streamsPerConn < 1 || o.grpcTargets < 1 || o.writes < 1 {
-		errs = append(errs, errors.New("--streams-per-conn, --grpc-targets and --writes must be at least 1"))
+	if o.streamsPerConn < 1 || o.grpcTargets < 1 || o.writes < 1 || o.writers < 1 {
+		errs = append(errs, errors.New("--streams-per-conn, --grpc-targets, --writes and --writers must be at least 1"))
 	}
 	if o.rate <= 0 {
 		errs = append(errs, errors.New("--rate must be positive"))
@@ -355,6 +357,7 @@ func (s *session) prepare(ctx context.Context) error {
 		}
 	}
 	s.rep.Services = len(names)
+	s.services = names
 	s.sources = names[:o.sources]
 	s.target = o.target
 	if s.target == "" {

@@ -64,7 +64,7 @@ func writeMarkdown(w io.Writer, args []string, rep *report) error {
 			mb(s.Before.HeapInuseBytes), mb(s.Peak.HeapInuseBytes), mb(s.After.HeapInuseBytes), mb(s.Before.RSSBytes), mb(s.Peak.RSSBytes), mb(s.After.RSSBytes))
 	}
 	if c := rep.Churn; c != nil {
-		row("writes", "%d in %.0f s (%.1f/s, %d failed) over %d policies", c.Writes, c.Seconds, c.RatePerSecond, c.Failed, c.Targets)
+		row("writes", "%d in %.0f s (%.1f/s; %d failed, %d not issued) over %d policies, %d writers", c.Writes, c.Seconds, c.RatePerSecond, c.Failed, c.Skipped, c.Targets, c.Writers)
 		row("control plane CPU", "%.2f cores", c.CPUCores)
 		row("coalescing", "%d builds, %d snapshots changed, %.2f pushes per proxy per second", c.Builds, c.SnapshotsChanged, c.PushesPerProxyPerSecond)
 		row("convergence during the churn (control plane's histogram)", "p50 %.0f ms, p99 %.0f ms", c.ControlPlaneConvergence.P50Ms, c.ControlPlaneConvergence.P99Ms)

@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,16 +46,17 @@ type groupLatency struct {
 
 // session is one run: the control plane, the writer and the fleet.
 type session struct {
-	opt     options
-	cp      controlPlane
-	w       *writer
-	fl      *fleet
-	http    *http.Client
-	flip    *flipper
-	change  []byte // --change-file content
-	target  string
-	sources []string
-	rep     *report
+	opt      options
+	cp       controlPlane
+	w        *writer
+	fl       *fleet
+	http     *http.Client
+	flip     *flipper
+	change   []byte // --change-file content
+	target   string
+	sources  []string
+	services []string // every service of the mesh, sorted
+	rep      *report
 }
 
 // change writes the change under measurement and returns its revision.
@@ -221,8 +224,11 @@ func (s *session) storm(ctx context.Context) error {
 
 // churnReport is a steady stream of policy writes, then quiet.
 type churnReport struct {
-	Writes        int     `json:"writes"`
-	Failed        int     `json:"failedWrites"`
+	Writes int `json:"writes"`
+	Failed int `json:"failedWrites"`
+	// Skipped counts writes not issued because every writer was busy.
+	Skipped       int     `json:"skippedWrites"`
+	Writers       int     `json:"writers"`
 	Seconds       float64 `json:"seconds"`
 	RatePerSecond float64 `json:"achievedRatePerSecond"`
 	Targets       int     `json:"targets"`
@@ -252,7 +258,7 @@ type churnReport struct {
 }
 
 func (s *session) churn(ctx context.Context) error {
-	targets := s.sources
+	targets := s.services
 	if s.opt.churnTargets > 0 && s.opt.churnTargets < len(targets) {
 		targets = targets[:s.opt.churnTargets]
 	}
@@ -270,21 +276,39 @@ func (s *session) churn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Writers work in parallel, as many operators and pipelines would; each
+	// write gives its policy a request timeout no earlier write gave it, so
+	// no build repeats an earlier content.
+	rep.Writers = s.opt.writers
+	jobs := make(chan int)
+	var done, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range s.opt.writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range jobs {
+				d := 2*time.Second + time.Duration(n%60000)*time.Millisecond
+				if _, err := flip.set(ctx, targets[n%len(targets)], d); err != nil {
+					failed.Add(1)
+				}
+				done.Add(1)
+			}
+		}()
+	}
 	interval := time.Duration(float64(time.Second) / s.opt.rate)
 	tick := time.NewTicker(interval)
 	start := time.Now()
 	nextSample := start
-	for time.Since(start) < s.opt.duration {
+	issued := 0
+	for time.Since(start) < s.opt.duration && ctx.Err() == nil {
+		<-tick.C
 		select {
-		case <-ctx.Done():
-			tick.Stop()
-			return ctx.Err()
-		case <-tick.C:
+		case jobs <- issued:
+			issued++
+		default:
+			rep.Skipped++
 		}
-		if _, err := flip.flip(ctx, targets[rep.Writes%len(targets)]); err != nil {
-			rep.Failed++
-		}
-		rep.Writes++
 		if time.Now().After(nextSample) {
 			nextSample = time.Now().Add(time.Second)
 			if cur, err := sample(ctx, s.http, s.cp.adminURL()); err == nil {
@@ -294,6 +318,9 @@ func (s *session) churn(ctx context.Context) error {
 			}
 		}
 	}
+	close(jobs)
+	wg.Wait()
+	rep.Writes, rep.Failed = int(done.Load()), int(failed.Load())
 	tick.Stop()
 	elapsed := time.Since(start)
 	s1, err := sample(ctx, s.http, s.cp.adminURL())

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -306,18 +307,23 @@ func seedPolicy(service string) *policies.ResiliencePolicy {
 	}
 }
 
-// flipper is the built-in change: it flips the request timeout of a
-// service between 3s and 4s, in the policy that targets that service alone
-// (no route, no sources), creating "fleet-<service>" when there is none.
-// Policies are looked up once and then flipped from memory, so a fast
-// stream of writes costs one write each.
+// flipper is the built-in change: it sets the request timeout of a service
+// in the policy that targets that service alone (no route, no sources),
+// creating "fleet-<service>" when there is none. Policies are looked up once
+// and then changed from memory, so a fast stream of writes costs one write
+// each. It is safe for concurrent use; writes to one target are serialized.
 type flipper struct {
-	w        *writer
-	policies map[string]*policies.ResiliencePolicy // by target service
+	w       *writer
+	targets map[string]*flipTarget
+}
+
+type flipTarget struct {
+	mu     sync.Mutex
+	policy *policies.ResiliencePolicy
 }
 
 func newFlipper(ctx context.Context, w *writer, targets []string) (*flipper, error) {
-	f := &flipper{w: w, policies: map[string]*policies.ResiliencePolicy{}}
+	f := &flipper{w: w, targets: map[string]*flipTarget{}}
 	rs, err := w.list(ctx, policies.KindPolicy)
 	if err != nil {
 		return nil, fmt.Errorf("list policies: %w", err)
@@ -339,27 +345,41 @@ func newFlipper(ctx context.Context, w *writer, targets []string) (*flipper, err
 				Spec:     policies.PolicySpec{Target: policies.Target{Service: t}},
 			}
 		}
-		f.policies[t] = found
+		f.targets[t] = &flipTarget{policy: found}
 	}
 	return f, nil
 }
 
-// flip writes the flipped policy of a target and returns the revision.
+// flip flips a target's request timeout between 3s and 4s and returns the
+// revision of the write.
 func (f *flipper) flip(ctx context.Context, target string) (int64, error) {
-	p := f.policies[target]
-	if p == nil {
+	return f.update(ctx, target, func(cur *policies.Duration) policies.Duration {
+		if cur != nil && *cur == policies.Duration(3*time.Second) {
+			return policies.Duration(4 * time.Second)
+		}
+		return policies.Duration(3 * time.Second)
+	})
+}
+
+// set sets a target's request timeout.
+func (f *flipper) set(ctx context.Context, target string, d time.Duration) (int64, error) {
+	return f.update(ctx, target, func(*policies.Duration) policies.Duration { return policies.Duration(d) })
+}
+
+func (f *flipper) update(ctx context.Context, target string, next func(*policies.Duration) policies.Duration) (int64, error) {
+	ft := f.targets[target]
+	if ft == nil {
 		return 0, errors.New("no policy for " + target)
 	}
-	c := *p
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	c := *ft.policy
 	spec := c.Spec
-	to := policies.Duration(3 * time.Second)
-	if spec.Timeouts != nil && spec.Timeouts.Request != nil && *spec.Timeouts.Request == to {
-		to = policies.Duration(4 * time.Second)
-	}
 	t := policies.Timeouts{}
 	if spec.Timeouts != nil {
 		t = *spec.Timeouts
 	}
+	to := next(t.Request)
 	t.Request = &to
 	spec.Timeouts = &t
 	c.Spec = spec
@@ -368,7 +388,7 @@ func (f *flipper) flip(ctx context.Context, target string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	f.policies[target] = &c
+	ft.policy = &c
 	return rev, nil
 }
 

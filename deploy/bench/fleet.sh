@@ -8,7 +8,8 @@
 #   deploy/bench/fleet.sh --scenario storm --streams 10000
 #
 # Ports: BENCH_XDS (28000), BENCH_ADMIN (28080), BENCH_ETCD (22379) and
-# BENCH_ETCD_PEER (22380); BENCH_BIN is where the binaries are built (bin).
+# BENCH_ETCD_PEER (22380); BENCH_BIN is where the binaries are built (bin);
+# BENCH_SERVER_ARGS adds flags to the control plane (e.g. "--max-delay 1s").
 set -eu
 cd "$(dirname "$0")/../.."
 GO=${GO:-go}
@@ -25,7 +26,7 @@ DATA=$(mktemp -d "${TMPDIR:-/tmp}/bulwark-fleet.XXXXXX")
 trap 'rm -rf "$DATA"' EXIT INT TERM
 
 "$BIN/bulwark-fleet" \
-	--server-cmd "$BIN/bulwark --data-dir $DATA/etcd --xds-addr $XDS --admin-addr $ADMIN --embedded-etcd-listen $ETCD --embedded-etcd-peer $PEER --enable-pprof --log-level warn" \
+	--server-cmd "$BIN/bulwark --data-dir $DATA/etcd --xds-addr $XDS --admin-addr $ADMIN --embedded-etcd-listen $ETCD --embedded-etcd-peer $PEER --enable-pprof --log-level warn ${BENCH_SERVER_ARGS:-}" \
 	--server-log "$DATA/bulwark.log" \
 	--xds-addr "$XDS" --admin "http://$ADMIN" --etcd "$ETCD" \
 	"$@"

@@ -124,7 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "churn: how long the writes go on")
 	fs.DurationVar(&o.quiet, "quiet", 30*time.Second, "churn: quiet time before heap and goroutines are compared with the baseline")
 	fs.IntVar(&o.churnTargets, "churn-targets", 50, "churn: services whose policies the writes rotate over")
-	fs.IntVar(&o.writers, "writers", 32, "churn: writes in flight at most (writers in parallel)")
+	fs.IntVar(&o.writers, "writers", 128, "churn: writes in flight at most (writers in parallel)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -303,11 +303,15 @@ func (s *session) churn(ctx context.Context) error {
 	issued := 0
 	for time.Since(start) < s.opt.duration && ctx.Err() == nil {
 		<-tick.C
-		select {
-		case jobs <- issued:
-			issued++
-		default:
-			rep.Skipped++
+		// Catch up on ticks missed while sampling: the rate is per second
+		// of wall time.
+		for due := int(time.Since(start).Seconds() * s.opt.rate); issued+rep.Skipped < due; {
+			select {
+			case jobs <- issued:
+				issued++
+			default:
+				rep.Skipped++
+			}
 		}
 		if time.Now().After(nextSample) {
 			nextSample = time.Now().Add(time.Second)

@@ -113,8 +113,15 @@ func (cp *ControlPlane) readiness() Readiness {
 // /v1/status) come from memory and do not lag.
 const statusWritesPerSecond = 1000
 
+// statusRewriteEvery is the least time between two writes of one proxy's
+// status. Each write is a revision etcd keeps (in memory too) until
+// compaction; rewriting a proxy at every build would grow that history with
+// the rate of changes. The first write of a proxy is not held back; a
+// proxy's later changes, and its removal, reach the store within this time.
+const statusRewriteEvery = 5 * time.Second
+
 // statusWriter persists this replica's proxy status to the store, coalescing
-// changes: each proxy is written at most once per flush interval, and at
+// changes: each proxy is written at most once per statusRewriteEvery, and at
 // most statusWritesPerSecond proxies per second.
 type statusWriter struct {
 	store   *store.Store
@@ -126,6 +133,10 @@ type statusWriter struct {
 	dirty map[string]bool
 	// limit is how many proxies one flush writes; 0 is no limit.
 	limit int
+	// every is the least time between two writes of a proxy; written has
+	// when each proxy was last written.
+	every   time.Duration
+	written map[string]time.Time
 }
 
 func (w *statusWriter) mark(nodeID string) {
@@ -137,6 +148,7 @@ func (w *statusWriter) mark(nodeID string) {
 func (w *statusWriter) run(ctx context.Context, interval time.Duration) {
 	w.mu.Lock()
 	w.limit = max(1, int(statusWritesPerSecond*interval.Seconds()))
+	w.every = statusRewriteEvery
 	w.mu.Unlock()
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -151,19 +163,21 @@ func (w *statusWriter) run(ctx context.Context, interval time.Duration) {
 }
 
 func (w *statusWriter) flush(ctx context.Context) {
+	now := time.Now()
 	w.mu.Lock()
-	batch := w.dirty
-	if w.limit > 0 && len(batch) > w.limit {
-		batch = make(map[string]bool, w.limit)
-		for id := range w.dirty {
-			if len(batch) == w.limit {
-				break
-			}
-			batch[id] = true
-			delete(w.dirty, id)
+	if w.written == nil {
+		w.written = map[string]time.Time{}
+	}
+	batch := make(map[string]bool, min(len(w.dirty), max(w.limit, 1)))
+	for id := range w.dirty {
+		if w.limit > 0 && len(batch) == w.limit {
+			break
 		}
-	} else {
-		w.dirty = map[string]bool{}
+		if last, ok := w.written[id]; ok && now.Sub(last) < w.every {
+			continue // written recently: it waits for a later flush
+		}
+		batch[id] = true
+		delete(w.dirty, id)
 	}
 	w.mu.Unlock()
 	var failed []string
@@ -188,12 +202,20 @@ func (w *statusWriter) flush(ctx context.Context) {
 			failed = append(failed, id)
 		}
 	}
+	w.mu.Lock()
+	for id := range batch {
+		if _, put := puts[id]; put {
+			w.written[id] = now
+		} else {
+			delete(w.written, id)
+		}
+	}
+	for _, id := range failed {
+		w.dirty[id] = true
+		delete(w.written, id)
+	}
+	w.mu.Unlock()
 	if len(failed) > 0 {
 		w.log.Debug("proxy status not persisted; will retry", "proxies", len(failed))
-		w.mu.Lock()
-		for _, id := range failed {
-			w.dirty[id] = true
-		}
-		w.mu.Unlock()
 	}
 }

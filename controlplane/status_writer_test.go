@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/stretchr/testify/require"
@@ -37,4 +38,27 @@ func TestStatusWritesAreBounded(t *testing.T) {
 	all, err := st.ListStatus(ctx)
 	require.NoError(t, err)
 	require.Len(t, all["r"], 25)
+}
+
+// TestStatusRewritesAreSpaced: a proxy written recently is not written
+// again before the interval has passed; it stays marked until then.
+func TestStatusRewritesAreSpaced(t *testing.T) {
+	srv := storetest.NewServer(t)
+	st := store.New(storetest.NewClient(t, srv), store.Options{})
+	t.Cleanup(func() { st.Close() })
+	tr := newTracker("r", newGuardedCache(), newMetrics())
+	w := &statusWriter{store: st, replica: "r", tracker: tr, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		dirty: map[string]bool{}, every: time.Hour}
+	tr.onDirty = w.mark
+	tr.register(1, &corev3.Node{Id: "node-1", Cluster: "svc"}, "sotw")
+	w.flush(t.Context())
+	require.Empty(t, w.dirty, "the first write is not held back")
+	w.mark("node-1")
+	w.flush(t.Context())
+	require.True(t, w.dirty["node-1"], "written an instant ago: held")
+	w.mu.Lock()
+	w.written["node-1"] = time.Now().Add(-2 * time.Hour)
+	w.mu.Unlock()
+	w.flush(t.Context())
+	require.Empty(t, w.dirty)
 }

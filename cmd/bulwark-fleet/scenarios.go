@@ -353,6 +353,11 @@ func (s *session) churn(ctx context.Context) error {
 	case <-time.After(s.opt.quiet):
 	}
 	rep.After, _ = memoryAt(ctx, s.cp, s.http)
+	if s.opt.profileDir != "" {
+		if err := s.profile(ctx, "heap", "heap-after-quiet.pb.gz"); err != nil {
+			return err
+		}
+	}
 	if rep.Baseline.HeapInuseBytes > 0 {
 		rep.HeapRatio = round2(float64(rep.After.HeapInuseBytes) / float64(rep.Baseline.HeapInuseBytes))
 	}

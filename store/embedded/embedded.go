@@ -29,8 +29,8 @@ const (
 
 // Raft log retention of the single-member embedded server (see launch).
 const (
-	embeddedSnapshotCount  = 1000
-	embeddedCatchUpEntries = 100
+	embeddedSnapshotCount  = 200
+	embeddedCatchUpEntries = 50
 )
 
 // grpcOverhead is the room etcd leaves above MaxRequestBytes for gRPC framing.

@@ -118,7 +118,7 @@ const statusWritesPerSecond = 1000
 // compaction; rewriting a proxy at every build would grow that history with
 // the rate of changes. The first write of a proxy is not held back; a
 // proxy's later changes, and its removal, reach the store within this time.
-const statusRewriteEvery = 5 * time.Second
+const statusRewriteEvery = 10 * time.Second
 
 // statusWriter persists this replica's proxy status to the store, coalescing
 // changes: each proxy is written at most once per statusRewriteEvery, and at

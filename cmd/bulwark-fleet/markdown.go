@@ -69,7 +69,8 @@ func writeMarkdown(w io.Writer, args []string, rep *report) error {
 		row("coalescing", "%d builds, %d snapshots changed, %.2f pushes per proxy per second", c.Builds, c.SnapshotsChanged, c.PushesPerProxyPerSecond)
 		row("convergence during the churn (control plane's histogram)", "p50 %.0f ms, p99 %.0f ms", c.ControlPlaneConvergence.P50Ms, c.ControlPlaneConvergence.P99Ms)
 		row("a write after the churn", "p99 %.0f ms, %d/%d converged", c.Final.P99Ms, c.Final.Converged, c.Final.Total)
-		row("heap baseline → after quiet", "%.1f → %.1f MB (ratio %.2f)", mb(c.Baseline.HeapInuseBytes), mb(c.After.HeapInuseBytes), c.HeapRatio)
+		row("heap baseline → after quiet", "live %.1f → %.1f MB (ratio %.2f); in use %.1f → %.1f MB (ratio %.2f)",
+			mb(c.Baseline.HeapAllocBytes), mb(c.After.HeapAllocBytes), c.LiveHeapRatio, mb(c.Baseline.HeapInuseBytes), mb(c.After.HeapInuseBytes), c.HeapRatio)
 		row("goroutines baseline → after quiet", "%d → %d", c.Baseline.Goroutines, c.After.Goroutines)
 	}
 	if c := rep.Cold; c != nil {

@@ -16,6 +16,9 @@ type cpSample struct {
 	At             time.Time `json:"-"`
 	RSSBytes       int64     `json:"rssBytes"`
 	HeapInuseBytes int64     `json:"heapInuseBytes"`
+	// HeapAllocBytes is the live heap (objects), without the free space
+	// of partly used spans that heapInuseBytes counts.
+	HeapAllocBytes int64 `json:"heapAllocBytes"`
 	Goroutines     int64     `json:"goroutines"`
 	CPUSeconds     float64   `json:"cpuSeconds"`
 	Pushes         int64     `json:"pushes"`
@@ -50,6 +53,8 @@ func sample(ctx context.Context, c *http.Client, admin string) (cpSample, error)
 			s.RSSBytes = int64(v)
 		case "go_memstats_heap_inuse_bytes":
 			s.HeapInuseBytes = int64(v)
+		case "go_memstats_heap_alloc_bytes":
+			s.HeapAllocBytes = int64(v)
 		case "go_goroutines":
 			s.Goroutines = int64(v)
 		case "process_cpu_seconds_total":

@@ -252,8 +252,10 @@ type churnReport struct {
 	Baseline cpSample    `json:"baseline"`
 	Peak     cpSample    `json:"peak"`
 	After    cpSample    `json:"afterQuiet"`
-	// HeapRatio is the heap after the quiet period over the baseline.
+	// HeapRatio is the heap in use after the quiet period over the
+	// baseline; LiveHeapRatio the same for the live heap (objects only).
 	HeapRatio       float64 `json:"heapRatio"`
+	LiveHeapRatio   float64 `json:"liveHeapRatio"`
 	GoroutinesDelta int64   `json:"goroutinesDelta"`
 }
 
@@ -360,6 +362,9 @@ func (s *session) churn(ctx context.Context) error {
 	}
 	if rep.Baseline.HeapInuseBytes > 0 {
 		rep.HeapRatio = round2(float64(rep.After.HeapInuseBytes) / float64(rep.Baseline.HeapInuseBytes))
+	}
+	if rep.Baseline.HeapAllocBytes > 0 {
+		rep.LiveHeapRatio = round2(float64(rep.After.HeapAllocBytes) / float64(rep.Baseline.HeapAllocBytes))
 	}
 	rep.GoroutinesDelta = rep.After.Goroutines - rep.Baseline.Goroutines
 	s.rep.Churn = rep

@@ -18,15 +18,15 @@ type cpSample struct {
 	HeapInuseBytes int64     `json:"heapInuseBytes"`
 	// HeapAllocBytes is the live heap (objects), without the free space
 	// of partly used spans that heapInuseBytes counts.
-	HeapAllocBytes int64 `json:"heapAllocBytes"`
-	Goroutines     int64     `json:"goroutines"`
-	CPUSeconds     float64   `json:"cpuSeconds"`
-	Pushes         int64     `json:"pushes"`
-	Snapshots      int64     `json:"snapshotsChanged"`
-	Builds         int64     `json:"builds"`
-	BuildSeconds   float64   `json:"-"`
-	Connected      int64     `json:"connectedProxies"`
-	GCForced       bool      `json:"gcForced"`
+	HeapAllocBytes int64   `json:"heapAllocBytes"`
+	Goroutines     int64   `json:"goroutines"`
+	CPUSeconds     float64 `json:"cpuSeconds"`
+	Pushes         int64   `json:"pushes"`
+	Snapshots      int64   `json:"snapshotsChanged"`
+	Builds         int64   `json:"builds"`
+	BuildSeconds   float64 `json:"-"`
+	Connected      int64   `json:"connectedProxies"`
+	GCForced       bool    `json:"gcForced"`
 	// convergence is the control plane's bulwark_convergence_seconds
 	// histogram: upper bound → cumulative count.
 	convergence map[float64]float64

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/store"
 )
@@ -31,7 +32,7 @@ spec:
 `
 )
 
-func actions(items []ApplyItem) map[string]string {
+func actions(items []api.ApplyItem) map[string]string {
 	out := map[string]string{}
 	for _, it := range items {
 		out[it.Kind+"/"+it.Name] = it.Action
@@ -51,9 +52,9 @@ func TestAPIApplyPruneAndDryRun(t *testing.T) {
 	decode[writeReply](t, c.putYAML("/v1/services/payments", paymentsService), http.StatusCreated)
 
 	bundle := ledgerService + "---\n" + ledgerPolicy + "---\n" + paymentsPolicy
-	res := decode[ApplyResult](t, c.post("/v1/apply?source=ci", "application/yaml", bundle), http.StatusOK)
+	res := decode[api.ApplyResult](t, c.post("/v1/apply?source=ci", "application/yaml", bundle), http.StatusOK)
 	require.Equal(t, map[string]string{
-		"Service/ledger": ActionCreated, "ResiliencePolicy/ledger": ActionCreated, "ResiliencePolicy/payments": ActionCreated,
+		"Service/ledger": api.ActionCreated, "ResiliencePolicy/ledger": api.ActionCreated, "ResiliencePolicy/payments": api.ActionCreated,
 	}, actions(res.Items))
 	for _, it := range res.Items {
 		require.Equal(t, res.Revision, it.Revision)
@@ -80,21 +81,21 @@ func TestAPIApplyPruneAndDryRun(t *testing.T) {
 	}
 	list, err := json.Marshal(map[string]any{"items": items})
 	require.NoError(t, err)
-	again := decode[ApplyResult](t, c.post("/v1/apply?source=ci", "application/json", string(list)), http.StatusOK)
+	again := decode[api.ApplyResult](t, c.post("/v1/apply?source=ci", "application/json", string(list)), http.StatusOK)
 	for _, it := range again.Items {
-		require.Equal(t, ActionUnchanged, it.Action, it.Name)
+		require.Equal(t, api.ActionUnchanged, it.Action, it.Name)
 	}
 
 	// Dropping the ledger policy and editing the service, as a dry run.
 	edited := strings.Replace(ledgerService, "port: 9002", "port: 9003", 1) + "---\n" + paymentsPolicy
-	dry := decode[ApplyResult](t, c.post("/v1/apply?source=ci&prune=true&dryRun=true", "application/yaml", edited), http.StatusOK)
+	dry := decode[api.ApplyResult](t, c.post("/v1/apply?source=ci&prune=true&dryRun=true", "application/yaml", edited), http.StatusOK)
 	require.True(t, dry.DryRun)
-	want := map[string]string{"Service/ledger": ActionUpdated, "ResiliencePolicy/payments": ActionUnchanged, "ResiliencePolicy/ledger": ActionDeleted}
+	want := map[string]string{"Service/ledger": api.ActionUpdated, "ResiliencePolicy/payments": api.ActionUnchanged, "ResiliencePolicy/ledger": api.ActionDeleted}
 	require.Equal(t, want, actions(dry.Items))
 	_, err = h.store.Get(ctx, policies.KindPolicy, "ledger")
 	require.NoError(t, err, "a dry run writes nothing")
 
-	real := decode[ApplyResult](t, c.post("/v1/apply?source=ci&prune=true", "application/yaml", edited), http.StatusOK)
+	real := decode[api.ApplyResult](t, c.post("/v1/apply?source=ci&prune=true", "application/yaml", edited), http.StatusOK)
 	require.Equal(t, want, actions(real.Items))
 	require.Greater(t, real.Revision, res.Revision)
 	_, err = h.store.Get(ctx, policies.KindPolicy, "ledger")

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
+	"github.com/bulwarkmesh/bulwark/controlplane/audit"
 )
 
 const auditBundle = `apiVersion: bulwark/v1
@@ -50,7 +53,7 @@ spec:
   retries: {attempts: 1}
 `
 
-func checkOf(t *testing.T, rep AuditReport, service, item string) AuditCheck {
+func checkOf(t *testing.T, rep api.AuditReport, service, item string) api.AuditCheck {
 	t.Helper()
 	for _, s := range rep.Services {
 		if s.Service != service {
@@ -63,7 +66,7 @@ func checkOf(t *testing.T, rep AuditReport, service, item string) AuditCheck {
 		}
 	}
 	t.Fatalf("no %s check for %s in %+v", item, service, rep)
-	return AuditCheck{}
+	return api.AuditCheck{}
 }
 
 // The audit lists every item per service, the policy that provides each,
@@ -72,37 +75,37 @@ func checkOf(t *testing.T, rep AuditReport, service, item string) AuditCheck {
 func TestAPIAudit(t *testing.T) {
 	h := newHarness(t)
 	c := h.api("")
-	decode[ApplyResult](t, c.post("/v1/apply", "application/yaml", auditBundle), http.StatusOK)
+	decode[api.ApplyResult](t, c.post("/v1/apply", "application/yaml", auditBundle), http.StatusOK)
 
-	rep := decode[AuditReport](t, c.get("/v1/audit"), http.StatusOK)
+	rep := decode[api.AuditReport](t, c.get("/v1/audit"), http.StatusOK)
 	require.Len(t, rep.Services, 3)
 	require.Positive(t, rep.Revision)
 
-	timeouts := checkOf(t, rep, "payments", AuditTimeouts)
-	require.Equal(t, AuditOK, timeouts.Status)
+	timeouts := checkOf(t, rep, "payments", api.AuditTimeouts)
+	require.Equal(t, api.AuditOK, timeouts.Status)
 	require.Equal(t, []string{"mesh-default"}, timeouts.ProvidedBy)
 	require.Contains(t, timeouts.Detail, "3s")
-	for _, item := range []string{AuditCircuitBreaker, AuditBulkhead, AuditFallback, AuditHealthCheck} {
+	for _, item := range []string{api.AuditCircuitBreaker, api.AuditBulkhead, api.AuditFallback, api.AuditHealthCheck} {
 		ck := checkOf(t, rep, "payments", item)
-		require.Equal(t, AuditOK, ck.Status, item)
+		require.Equal(t, api.AuditOK, ck.Status, item)
 		require.Equal(t, []string{"payments"}, ck.ProvidedBy, item)
 		require.Empty(t, ck.Fix, item)
 	}
-	retries := checkOf(t, rep, "payments", AuditRetries)
-	require.Equal(t, AuditOK, retries.Status)
+	retries := checkOf(t, rep, "payments", api.AuditRetries)
+	require.Equal(t, api.AuditOK, retries.Status)
 	require.Contains(t, retries.Detail, "50ms to 500ms")
-	chaos := checkOf(t, rep, "payments", AuditChaos)
-	require.Equal(t, AuditMissing, chaos.Status)
+	chaos := checkOf(t, rep, "payments", api.AuditChaos)
+	require.Equal(t, api.AuditMissing, chaos.Status)
 	require.Contains(t, chaos.Fix, "chaos start")
 
-	cb := checkOf(t, rep, "ledger", AuditCircuitBreaker)
-	require.Equal(t, AuditMissing, cb.Status)
+	cb := checkOf(t, rep, "ledger", api.AuditCircuitBreaker)
+	require.Equal(t, api.AuditMissing, cb.Status)
 	require.Empty(t, cb.ProvidedBy)
 	require.Contains(t, cb.Fix, "circuitBreaker")
 	require.Contains(t, cb.Fix, "ledger")
 	// Only calls from checkout retry: the others do not.
-	lr := checkOf(t, rep, "ledger", AuditRetries)
-	require.Equal(t, AuditPartial, lr.Status)
+	lr := checkOf(t, rep, "ledger", api.AuditRetries)
+	require.Equal(t, api.AuditPartial, lr.Status)
 	require.Equal(t, []string{"ledger-from-checkout"}, lr.ProvidedBy)
 	require.Equal(t, []string{"*"}, lr.MissingFor)
 	require.Contains(t, lr.Fix, "without sources")
@@ -115,18 +118,21 @@ func TestAPIAudit(t *testing.T) {
 	}
 
 	decode[writeReply](t, c.putYAML("/v1/experiments/payments-503", paymentsChaos), http.StatusCreated)
-	decode[KillSwitchResult](t, c.post("/v1/experiments/stop", "", ""), http.StatusOK)
-	one := decode[AuditReport](t, c.get("/v1/audit?service=payments"), http.StatusOK)
+	decode[api.KillSwitchResult](t, c.post("/v1/experiments/stop", "", ""), http.StatusOK)
+	one := decode[api.AuditReport](t, c.get("/v1/audit?service=payments"), http.StatusOK)
 	require.Len(t, one.Services, 1)
-	chaos = checkOf(t, one, "payments", AuditChaos)
-	require.Equal(t, AuditOK, chaos.Status, "a stopped experiment still ran")
+	chaos = checkOf(t, one, "payments", api.AuditChaos)
+	require.Equal(t, api.AuditOK, chaos.Status, "a stopped experiment still ran")
 	require.Equal(t, []string{"payments-503"}, chaos.ProvidedBy)
 	require.Equal(t, 7, one.Services[0].Passed)
 
 	// Experiments older than the window do not count.
-	old, err := h.cp.Audit(t.Context(), "payments", time.Now().Add(AuditWindow+time.Hour))
+	set, rev, _, err := h.store.Load(t.Context())
 	require.NoError(t, err)
-	require.Equal(t, AuditMissing, checkOf(t, *old, "payments", AuditChaos).Status)
+	hist, err := h.store.History(t.Context())
+	require.NoError(t, err)
+	old := audit.Report(set, rev, hist, "payments", time.Now().Add(api.AuditWindow+time.Hour))
+	require.Equal(t, api.AuditMissing, checkOf(t, *old, "payments", api.AuditChaos).Status)
 
 	problem(t, c.get("/v1/audit?service=nowhere"), http.StatusNotFound)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/store"
 )
@@ -105,7 +106,7 @@ func TestAPIKillSwitch(t *testing.T) {
 	eventually(t, 10*time.Second, func() error { _, err := call(client, time.Second, "x"); return err })
 
 	decode[writeReply](t, c.putYAML("/v1/experiments/payments-down", experimentYAML("payments-down", "payments", 100, "10m")), http.StatusCreated)
-	decode[ApplyResult](t, c.post("/v1/apply", "application/yaml", experimentYAML("ledger-down", "ledger", 50, "10m")), http.StatusOK)
+	decode[api.ApplyResult](t, c.post("/v1/apply", "application/yaml", experimentYAML("ledger-down", "ledger", 50, "10m")), http.StatusOK)
 	eventually(t, 5*time.Second, func() error {
 		if _, err := call(client, time.Second, "x"); codeOf(err) != codes.ResourceExhausted {
 			return fmt.Errorf("want ResourceExhausted from the experiment, got %v", err)
@@ -113,7 +114,7 @@ func TestAPIKillSwitch(t *testing.T) {
 		return nil
 	})
 
-	res := decode[KillSwitchResult](t, c.post("/v1/experiments/stop", "", ""), http.StatusOK)
+	res := decode[api.KillSwitchResult](t, c.post("/v1/experiments/stop", "", ""), http.StatusOK)
 	require.Equal(t, []string{"ledger-down", "payments-down"}, res.Stopped)
 	require.Empty(t, decode[listReply](t, c.get("/v1/experiments"), http.StatusOK).Items)
 	eventually(t, 5*time.Second, func() error { _, err := call(client, time.Second, "x"); return err })
@@ -125,7 +126,7 @@ func TestAPIKillSwitch(t *testing.T) {
 		require.Equal(t, "token@line4", e.Status.StoppedBy, e.Metadata.Name)
 		require.NotEmpty(t, e.Status.EndedAt)
 	}
-	again := decode[KillSwitchResult](t, c.post("/v1/experiments/stop", "", ""), http.StatusOK)
+	again := decode[api.KillSwitchResult](t, c.post("/v1/experiments/stop", "", ""), http.StatusOK)
 	require.Empty(t, again.Stopped)
 
 	// Stopping one experiment by name.
@@ -144,8 +145,8 @@ func TestAPIApplyLeavesARunningExperiment(t *testing.T) {
 	c := h.api("")
 	h.apply(serviceYAML("payments", 9001))
 	started := decode[writeReply](t, c.putYAML("/v1/experiments/game-day", experimentYAML("game-day", "payments", 10, "10m")), http.StatusCreated)
-	res := decode[ApplyResult](t, c.post("/v1/apply?source=ci", "application/yaml", experimentYAML("game-day", "payments", 10, "10m")), http.StatusOK)
-	require.Equal(t, []ApplyItem{{Kind: policies.KindExperiment, Name: "game-day", Action: ActionUnchanged, Revision: started.Revision}}, res.Items)
+	res := decode[api.ApplyResult](t, c.post("/v1/apply?source=ci", "application/yaml", experimentYAML("game-day", "payments", 10, "10m")), http.StatusOK)
+	require.Equal(t, []api.ApplyItem{{Kind: policies.KindExperiment, Name: "game-day", Action: api.ActionUnchanged, Revision: started.Revision}}, res.Items)
 	p := problem(t, c.post("/v1/apply?source=ci", "application/yaml", experimentYAML("game-day", "payments", 20, "10m")), http.StatusBadRequest)
 	require.Contains(t, p.Detail, "stop it")
 }

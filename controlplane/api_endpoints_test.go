@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 )
 
 // An instance registered with a TTL of 3 s serves a real gRPC client's
@@ -23,12 +25,12 @@ func TestAPIEndpointRegistrationExpires(t *testing.T) {
 	eventually(t, 10*time.Second, func() error { _, err := call(client, time.Second, "x"); return err })
 
 	body := fmt.Sprintf(`{"address": "127.0.0.1", "port": %d, "zone": "z1", "weight": 1, "ttlSeconds": 3}`, registered.port)
-	reg := decode[RegistrationResult](t, c.do(http.MethodPut, "/v1/services/payments/endpoints/pod-1", "application/json", []byte(body)), http.StatusOK)
+	reg := decode[api.RegistrationResult](t, c.do(http.MethodPut, "/v1/services/payments/endpoints/pod-1", "application/json", []byte(body)), http.StatusOK)
 	require.Equal(t, "registered", reg.Action)
 	require.Positive(t, reg.Revision)
 	require.Equal(t, int64(3), reg.TTLSeconds)
 
-	list := decode[EndpointList](t, c.get("/v1/services/payments/endpoints"), http.StatusOK)
+	list := decode[api.EndpointList](t, c.get("/v1/services/payments/endpoints"), http.StatusOK)
 	require.Len(t, list.Items, 1)
 	require.Equal(t, "pod-1", list.Items[0].Endpoint.Instance)
 	require.Equal(t, registered.port, list.Items[0].Endpoint.Port)
@@ -54,7 +56,7 @@ func TestAPIEndpointRegistrationExpires(t *testing.T) {
 	// Keepalives hold the instance past its TTL.
 	for range 3 {
 		time.Sleep(1500 * time.Millisecond)
-		ka := decode[RegistrationResult](t, c.post("/v1/services/payments/endpoints/pod-1/keepalive", "", ""), http.StatusOK)
+		ka := decode[api.RegistrationResult](t, c.post("/v1/services/payments/endpoints/pod-1/keepalive", "", ""), http.StatusOK)
 		require.Equal(t, "renewed", ka.Action)
 		require.Positive(t, ka.TTLSeconds)
 	}
@@ -82,7 +84,7 @@ func TestAPIEndpointRegistrationExpires(t *testing.T) {
 		}
 		return nil
 	})
-	require.Empty(t, decode[EndpointList](t, c.get("/v1/services/payments/endpoints"), http.StatusOK).Items)
+	require.Empty(t, decode[api.EndpointList](t, c.get("/v1/services/payments/endpoints"), http.StatusOK).Items)
 	p := problem(t, c.post("/v1/services/payments/endpoints/pod-1/keepalive", "", ""), http.StatusNotFound)
 	require.Contains(t, p.Detail, "register it again")
 }
@@ -95,8 +97,8 @@ func TestAPIEndpointRegistrationInput(t *testing.T) {
 	h.apply(serviceYAML("payments", 9001))
 
 	yamlBody := "address: 10.0.0.7\nport: 8080\nttlSeconds: 30\n"
-	decode[RegistrationResult](t, c.do(http.MethodPut, "/v1/services/payments/endpoints/pod-2", "application/yaml", []byte(yamlBody)), http.StatusOK)
-	dereg := decode[RegistrationResult](t, c.del("/v1/services/payments/endpoints/pod-2"), http.StatusOK)
+	decode[api.RegistrationResult](t, c.do(http.MethodPut, "/v1/services/payments/endpoints/pod-2", "application/yaml", []byte(yamlBody)), http.StatusOK)
+	dereg := decode[api.RegistrationResult](t, c.del("/v1/services/payments/endpoints/pod-2"), http.StatusOK)
 	require.Equal(t, "deregistered", dereg.Action)
 	problem(t, c.del("/v1/services/payments/endpoints/pod-2"), http.StatusNotFound)
 	set, _, _, err := h.store.Load(context.Background())

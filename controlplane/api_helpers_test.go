@@ -7,12 +7,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/bulwarkmesh/bulwark/policies"
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 )
 
 // apiClient calls a harness's admin API over real HTTP.
@@ -78,11 +79,11 @@ func decode[T any](t *testing.T, r reply, want int) T {
 }
 
 // problem checks that an answer is a problem+json of status code and returns it.
-func problem(t *testing.T, r reply, code int) Problem {
+func problem(t *testing.T, r reply, code int) api.Problem {
 	t.Helper()
 	require.Equal(t, code, r.code, "body: %s", r.body)
 	require.Equal(t, "application/problem+json", r.header.Get("Content-Type"), "body: %s", r.body)
-	var p Problem
+	var p api.Problem
 	require.NoError(t, json.Unmarshal(r.body, &p), "body: %s", r.body)
 	require.Equal(t, code, p.Status)
 	require.Equal(t, http.StatusText(code), p.Title)
@@ -92,7 +93,7 @@ func problem(t *testing.T, r reply, code int) Problem {
 }
 
 // hasViolation reports whether a problem names field.
-func hasViolation(p Problem, field string) bool {
+func hasViolation(p api.Problem, field string) bool {
 	for _, v := range p.Violations {
 		if v.Field == field {
 			return true
@@ -110,22 +111,11 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-// writeReply is a WriteResult as a client decodes it.
-type writeReply struct {
-	Kind     string             `json:"kind"`
-	Name     string             `json:"name"`
-	Action   string             `json:"action"`
-	Revision int64              `json:"revision"`
-	Resource json.RawMessage    `json:"resource"`
-	Warnings []policies.Finding `json:"warnings"`
-}
-
-// listReply is a ResourceList as a client decodes it.
-type listReply struct {
-	Kind     string            `json:"kind"`
-	Revision int64             `json:"revision"`
-	Items    []json.RawMessage `json:"items"`
-}
+// writeReply and listReply are the answers as a client decodes them.
+type (
+	writeReply = api.WriteResult[json.RawMessage]
+	listReply  = api.ResourceList[json.RawMessage]
+)
 
 // Test resources.
 const (
@@ -153,3 +143,6 @@ spec:
   duration: 10m
 `
 )
+
+// etag renders a revision as the admin API's ETag.
+func etag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }

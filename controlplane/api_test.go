@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/adminapi"
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/store"
 )
@@ -29,7 +31,7 @@ func TestAPICRUDEachKind(t *testing.T) {
 		t.Run(tc.plural, func(t *testing.T) {
 			path := "/v1/" + tc.plural + "/" + tc.name
 			created := decode[writeReply](t, c.putYAML(path, tc.body), http.StatusCreated)
-			require.Equal(t, ActionCreated, created.Action)
+			require.Equal(t, api.ActionCreated, created.Action)
 			require.Equal(t, tc.kind, created.Kind)
 			require.Positive(t, created.Revision)
 			require.NotNil(t, created.Warnings)
@@ -47,7 +49,7 @@ func TestAPICRUDEachKind(t *testing.T) {
 			require.Equal(t, tc.name, one.GetMeta().Name)
 
 			again := decode[writeReply](t, c.putYAML(path, tc.body), http.StatusOK)
-			require.Equal(t, ActionUnchanged, again.Action)
+			require.Equal(t, api.ActionUnchanged, again.Action)
 			require.Equal(t, created.Revision, again.Revision)
 
 			list := decode[listReply](t, c.get("/v1/"+tc.plural), http.StatusOK)
@@ -56,7 +58,7 @@ func TestAPICRUDEachKind(t *testing.T) {
 			require.Len(t, list.Items, 1)
 
 			deleted := decode[writeReply](t, c.del(path), http.StatusOK)
-			require.Equal(t, ActionDeleted, deleted.Action)
+			require.Equal(t, api.ActionDeleted, deleted.Action)
 			require.Greater(t, deleted.Revision, created.Revision)
 			_, err = h.store.Get(ctx, tc.kind, tc.name)
 			require.ErrorIs(t, err, store.ErrNotFound)
@@ -78,7 +80,7 @@ func TestAPIContentTypes(t *testing.T) {
 	for i, ct := range []string{"application/yaml", "application/x-yaml", "text/yaml"} {
 		body := strings.Replace(paymentsService, "port: 9001", "port: "+strconv.Itoa(9100+i), 1)
 		r := decode[writeReply](t, c.do(http.MethodPut, "/v1/services/payments", ct, []byte(body)), http.StatusOK)
-		require.Equal(t, ActionUpdated, r.Action, ct)
+		require.Equal(t, api.ActionUpdated, r.Action, ct)
 		require.Greater(t, r.Revision, rev, ct)
 		rev = r.Revision
 		stored, err := policies.DecodeStored(r.Resource)
@@ -102,7 +104,7 @@ func TestAPICompareAndSwap(t *testing.T) {
 	created := decode[writeReply](t, c.putYAML("/v1/policies/payments", paymentsPolicy), http.StatusCreated)
 	changed := strings.Replace(paymentsPolicy, "request: 3s", "request: 2s", 1)
 	updated := decode[writeReply](t, c.putYAML("/v1/policies/payments", changed, "If-Match", etag(created.Revision)), http.StatusOK)
-	require.Equal(t, ActionUpdated, updated.Action)
+	require.Equal(t, api.ActionUpdated, updated.Action)
 
 	stale := strings.Replace(paymentsPolicy, "request: 3s", "request: 1s", 1)
 	p := problem(t, c.putYAML("/v1/policies/payments", stale, "If-Match", strconv.FormatInt(created.Revision, 10)), http.StatusConflict)
@@ -266,4 +268,12 @@ func TestAPIAliasExpansionRefused(t *testing.T) {
 	require.Less(t, time.Since(start), 10*time.Second)
 	require.Contains(t, p.Detail, "aliases")
 	require.LessOrEqual(t, len(p.Violations), 1002)
+}
+
+func TestAPIOpenAPIServed(t *testing.T) {
+	h := newHarness(t)
+	r := h.api("").get("/v1/openapi.json")
+	require.Equal(t, http.StatusOK, r.code)
+	require.Equal(t, "application/json", r.header.Get("Content-Type"))
+	require.Equal(t, adminapi.OpenAPI, r.body)
 }

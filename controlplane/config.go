@@ -47,6 +47,9 @@ type Config struct {
 	// SyncDir, when set, is a directory of policy files applied with prune
 	// under source "dir:<path>" and watched for changes.
 	SyncDir string
+	// SyncResync is how often, at most, the synced directory is applied
+	// again when the store drifted from it; 0 is gitops.DefaultResync.
+	SyncResync time.Duration
 
 	// TokenFile holds "token role" lines; empty disables authentication.
 	TokenFile string

@@ -17,6 +17,7 @@ import (
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver"
 	"github.com/bulwarkmesh/bulwark/store/storetest"
 	"github.com/bulwarkmesh/bulwark/xds/translate"
 )
@@ -395,19 +396,16 @@ func TestE2ENackNeverResent(t *testing.T) {
 	eventually(t, 10*time.Second, func() error { _, err := call(c, time.Second, "x"); return err })
 
 	var sends sync.Map // version → *atomic.Int64, route responses to our node
-	h.cp.tracker.mu.Lock()
-	defer func() { h.cp.tracker.mu.Lock(); h.cp.tracker.onSent = nil; h.cp.tracker.mu.Unlock() }()
-	h.cp.tracker.onSent = func(nodeID, typeURL, version string) {
+	defer h.cp.tracker.SetOnSent(nil)
+	h.cp.tracker.SetOnSent(func(nodeID, typeURL, version string) {
 		if nodeID == node && typeURL == resourcev3.RouteType {
 			n, _ := sends.LoadOrStore(version, new(atomic.Int64))
 			n.(*atomic.Int64).Add(1)
 		}
-	}
-	h.cp.tracker.mu.Unlock()
+	})
 	var poison atomic.Bool
 	poison.Store(true)
-	h.cp.builder.mu.Lock()
-	h.cp.builder.mutate = func(_ GroupKey, res *translate.Resources) {
+	h.cp.builder.SetMutate(func(_ xdsserver.GroupKey, res *translate.Resources) {
 		if !poison.Load() {
 			return
 		}
@@ -421,8 +419,7 @@ func TestE2ENackNeverResent(t *testing.T) {
 				}
 			}
 		}
-	}
-	h.cp.builder.mu.Unlock()
+	})
 	h.apply(`apiVersion: bulwark/v1
 kind: ResiliencePolicy
 metadata: {name: payments}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/store"
 )
@@ -35,9 +36,6 @@ func (h *harness) syncFailures() float64 {
 // metrics; a removed file is pruned; an empty directory prunes nothing; edits
 // made through the API to resources the directory owns are reverted.
 func TestGitOpsDirectorySync(t *testing.T) {
-	old := syncResync
-	syncResync = time.Second
-	t.Cleanup(func() { syncResync = old })
 
 	dir := t.TempDir()
 	a := startBackend(t, "a", nil)
@@ -46,7 +44,7 @@ func TestGitOpsDirectorySync(t *testing.T) {
 	writeFile(t, dir, "policies/payments.yaml", paymentsPolicy)
 	writeFile(t, dir, "README.md", "not a policy file")
 	writeFile(t, dir, ".git/config.yaml", "hidden directories are skipped: {")
-	h := newHarness(t, func(c *Config) { c.SyncDir = dir })
+	h := newHarness(t, func(c *Config) { c.SyncDir, c.SyncResync = dir, time.Second })
 	ctx := context.Background()
 	abs, err := filepath.Abs(dir)
 	require.NoError(t, err)
@@ -174,12 +172,9 @@ func TestGitOpsDirectorySync(t *testing.T) {
 // A declared experiment runs once: after it expired, or was stopped with the
 // kill switch, the unchanged file does not start it again.
 func TestGitOpsExperimentRunsOnce(t *testing.T) {
-	old := syncResync
-	syncResync = time.Second
-	t.Cleanup(func() { syncResync = old })
 	dir := t.TempDir()
 	writeFile(t, dir, "mesh.yaml", serviceYAML("payments", 9001)+"---\n"+experimentYAML("payments-game-day", "payments", 10, "30m"))
-	h := newHarness(t, func(c *Config) { c.SyncDir = dir })
+	h := newHarness(t, func(c *Config) { c.SyncDir, c.SyncResync = dir, time.Second })
 	c := h.api("")
 	eventually(t, 10*time.Second, func() error {
 		if n := len(decode[listReply](t, c.get("/v1/experiments"), http.StatusOK).Items); n != 1 {
@@ -187,7 +182,7 @@ func TestGitOpsExperimentRunsOnce(t *testing.T) {
 		}
 		return nil
 	})
-	stopped := decode[KillSwitchResult](t, c.post("/v1/experiments/stop", "", ""), http.StatusOK)
+	stopped := decode[api.KillSwitchResult](t, c.post("/v1/experiments/stop", "", ""), http.StatusOK)
 	require.Equal(t, []string{"payments-game-day"}, stopped.Stopped)
 	// Several sync periods (and a resync after the store changed) later, it
 	// is still stopped.

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	xdsgrpc "google.golang.org/grpc/xds"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/store"
 	"github.com/bulwarkmesh/bulwark/store/embedded"
@@ -195,10 +196,10 @@ func serviceYAML(name string, ports ...int) string {
 }
 
 // statusReport reads GET /v1/status.
-func (h *harness) statusReport() StatusReport {
+func (h *harness) statusReport() api.StatusReport {
 	h.t.Helper()
 	_, body := h.get("/v1/status")
-	var r StatusReport
+	var r api.StatusReport
 	require.NoError(h.t, json.Unmarshal(body, &r))
 	return r
 }

@@ -2,11 +2,12 @@ package controlplane
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
+	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
 	"github.com/bulwarkmesh/bulwark/store"
 )
 
@@ -14,7 +15,8 @@ import (
 type health struct {
 	store   *store.Store
 	grace   time.Duration
-	metrics *metrics
+	metrics *metrics.Metrics
+	built   func() bool // the first snapshot has been built
 	log     *slog.Logger
 
 	mu      sync.Mutex
@@ -52,10 +54,10 @@ func (h *health) ping(ctx context.Context) {
 	h.up = err == nil
 	if err == nil {
 		h.lastOK, h.lastErr = time.Now(), nil
-		h.metrics.storeUp.Set(1)
+		h.metrics.StoreUp.Set(1)
 	} else {
 		h.lastErr = err
-		h.metrics.storeUp.Set(0)
+		h.metrics.StoreUp.Set(0)
 	}
 	switch {
 	case !h.up && (was || !h.downLogged):
@@ -67,9 +69,9 @@ func (h *health) ping(ctx context.Context) {
 	}
 }
 
-// storeState says whether the store is up, and whether readiness still holds
+// StoreState says whether the store is up, and whether readiness still holds
 // (the store has been unreachable for less than the grace period).
-func (h *health) storeState() (up, withinGrace bool, reason string) {
+func (h *health) StoreState() (up, withinGrace bool, reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.up {
@@ -85,137 +87,17 @@ func (h *health) storeState() (up, withinGrace bool, reason string) {
 	return false, time.Since(h.lastOK) < h.grace, reason + " since " + h.lastOK.UTC().Format(time.RFC3339)
 }
 
-// Readiness is the body of /health/ready.
-type Readiness struct {
-	Ready   bool     `json:"ready"`
-	Reasons []string `json:"reasons,omitempty"`
-}
-
-func (cp *ControlPlane) readiness() Readiness {
-	var r Readiness
-	if !cp.builder.Built() {
+// Readiness is the answer of /health/ready: ready once the first snapshot
+// is built, and while the store answers or has been away for less than the
+// grace period.
+func (h *health) Readiness() api.Readiness {
+	var r api.Readiness
+	if !h.built() {
 		r.Reasons = append(r.Reasons, "first snapshot not built yet")
 	}
-	if _, ok, reason := cp.health.storeState(); !ok {
-		r.Reasons = append(r.Reasons, reason+" (longer than the grace period "+cp.cfg.StoreGrace.String()+"); proxies keep their last good config")
+	if _, ok, reason := h.StoreState(); !ok {
+		r.Reasons = append(r.Reasons, reason+" (longer than the grace period "+h.grace.String()+"); proxies keep their last good config")
 	}
 	r.Ready = len(r.Reasons) == 0
 	return r
-}
-
-// statusWritesPerSecond bounds how many proxies' status a replica writes
-// per second. Every build changes the status of every proxy of its groups
-// (the revision they run); under a steady stream of changes, writing them
-// all at every flush would pour megabytes per second into etcd, whose
-// history is kept until compaction. Beyond the bound, proxies are written
-// in later flushes: with 10,000 proxies, each one's stored status may lag
-// by about ten seconds. This replica's own answers (/v1/proxies,
-// /v1/status) come from memory and do not lag.
-const statusWritesPerSecond = 1000
-
-// statusRewriteEvery is the least time between two writes of one proxy's
-// status. Each write is a revision etcd keeps (in memory too) until
-// compaction; rewriting a proxy at every build would grow that history with
-// the rate of changes. The first write of a proxy is not held back; a
-// proxy's later changes, and its removal, reach the store within this time.
-const statusRewriteEvery = 10 * time.Second
-
-// statusWriter persists this replica's proxy status to the store, coalescing
-// changes: each proxy is written at most once per statusRewriteEvery, and at
-// most statusWritesPerSecond proxies per second.
-type statusWriter struct {
-	store   *store.Store
-	replica string
-	tracker *tracker
-	log     *slog.Logger
-
-	mu    sync.Mutex
-	dirty map[string]bool
-	// limit is how many proxies one flush writes; 0 is no limit.
-	limit int
-	// every is the least time between two writes of a proxy; written has
-	// when each proxy was last written.
-	every   time.Duration
-	written map[string]time.Time
-}
-
-func (w *statusWriter) mark(nodeID string) {
-	w.mu.Lock()
-	w.dirty[nodeID] = true
-	w.mu.Unlock()
-}
-
-func (w *statusWriter) run(ctx context.Context, interval time.Duration) {
-	w.mu.Lock()
-	w.limit = max(1, int(statusWritesPerSecond*interval.Seconds()))
-	w.every = statusRewriteEvery
-	w.mu.Unlock()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			w.flush(ctx)
-		}
-	}
-}
-
-func (w *statusWriter) flush(ctx context.Context) {
-	now := time.Now()
-	w.mu.Lock()
-	if w.written == nil {
-		w.written = map[string]time.Time{}
-	}
-	batch := make(map[string]bool, min(len(w.dirty), max(w.limit, 1)))
-	for id := range w.dirty {
-		if w.limit > 0 && len(batch) == w.limit {
-			break
-		}
-		if last, ok := w.written[id]; ok && now.Sub(last) < w.every {
-			continue // written recently: it waits for a later flush
-		}
-		batch[id] = true
-		delete(w.dirty, id)
-	}
-	w.mu.Unlock()
-	var failed []string
-	puts := make(map[string][]byte, len(batch))
-	for id := range batch {
-		if p, ok := w.tracker.Proxy(id); ok {
-			puts[id], _ = json.Marshal(p)
-		} else if err := w.store.DeleteStatus(ctx, w.replica, id); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			failed = append(failed, id)
-		}
-	}
-	// One transaction per batch of proxies: a change that reaches 10,000
-	// proxies is a handful of commits, not 10,000.
-	if err := w.store.PutStatuses(ctx, w.replica, puts); err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		for id := range puts {
-			failed = append(failed, id)
-		}
-	}
-	w.mu.Lock()
-	for id := range batch {
-		if _, put := puts[id]; put {
-			w.written[id] = now
-		} else {
-			delete(w.written, id)
-		}
-	}
-	for _, id := range failed {
-		w.dirty[id] = true
-		delete(w.written, id)
-	}
-	w.mu.Unlock()
-	if len(failed) > 0 {
-		w.log.Debug("proxy status not persisted; will retry", "proxies", len(failed))
-	}
 }

@@ -1,6 +1,20 @@
-// Package controlplane wires Bulwark together: the store's watch, debounced
-// builds of one snapshot per proxy group, the ADS server, proxy status,
-// health, metrics and the admin API.
+// Package controlplane wires one Bulwark replica together: it opens the
+// store (starting an embedded etcd when no endpoints are given), builds the
+// parts of its sub-packages and connects them, runs their loops, and stops
+// them in order. It owns the configuration (Config), the store's health
+// for readiness, and the wiring; the work is in the sub-packages:
+//
+//	api        the admin API's request and response bodies (shared with bulwarkctl)
+//	metrics    every Prometheus metric of a replica
+//	xdsserver  ADS serving: groups, NACK guard, shared answers, sealed resources, tracker
+//	snapshot   store watch → debounce → resolve/translate → publish, per proxy group
+//	fleet      proxy status persisted per replica and merged into the fleet view
+//	apply      single writes and atomic bundle applies with conflict checks
+//	audit      the resilience checklist
+//	adminapi   the REST API over small interfaces
+//	gitops     the directory sync, through an applier
+//
+// Only cmd/ imports this package.
 package controlplane
 
 import (
@@ -16,8 +30,18 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bulwarkmesh/bulwark/controlplane/adminapi"
+	"github.com/bulwarkmesh/bulwark/controlplane/apply"
+	"github.com/bulwarkmesh/bulwark/controlplane/fleet"
+	"github.com/bulwarkmesh/bulwark/controlplane/gitops"
+	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
+	"github.com/bulwarkmesh/bulwark/controlplane/snapshot"
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/store"
 	"github.com/bulwarkmesh/bulwark/store/embedded"
@@ -30,16 +54,18 @@ type ControlPlane struct {
 	etcd    *embedded.Server // nil with an external etcd
 	client  *clientv3.Client
 	store   *store.Store
-	tokens  tokens // nil without --token-file
-	cache   *guardedCache
-	tracker *tracker
-	builder *builder
-	loader  *loader
+	tokens  adminapi.Tokens // nil without --token-file
+	cache   *xdsserver.Cache
+	tracker *xdsserver.Tracker
+	builder *snapshot.Builder
+	loader  *snapshot.Loader
 	health  *health
-	status  *statusWriter
-	metrics *metrics
-	sync    *dirSync // nil without --sync-dir
+	status  *fleet.Writer
+	metrics *metrics.Metrics
+	applier *apply.Applier
+	sync    *gitops.Sync // nil without --sync-dir
 
+	api      *adminapi.Server
 	xds      *grpc.Server
 	xdsLis   net.Listener
 	admin    *http.Server
@@ -60,13 +86,13 @@ func New(cfg Config) (*ControlPlane, error) {
 		cfg.Replica = host + "-" + strconv.Itoa(os.Getpid())
 	}
 	// Read the token file before anything starts, so a bad one fails fast.
-	ts, err := loadTokens(cfg.TokenFile)
+	ts, err := adminapi.LoadTokens(cfg.TokenFile)
 	if err != nil {
 		return nil, err
 	}
-	cp := &ControlPlane{cfg: cfg, tokens: ts, metrics: newMetrics(), cache: newGuardedCache()}
-	cp.tracker = newTracker(cfg.Replica, cp.cache, cp.metrics)
-	cp.builder = newBuilder(cfg.Logger, cp.cache, cp.tracker, cp.metrics)
+	cp := &ControlPlane{cfg: cfg, tokens: ts, metrics: metrics.New(xdsserver.TypeLabels()...), cache: xdsserver.NewCache()}
+	cp.tracker = xdsserver.NewTracker(cfg.Replica, cp.cache, cp.metrics)
+	cp.builder = snapshot.NewBuilder(cfg.Logger, cp.cache, cp.tracker, cp.metrics)
 	return cp, nil
 }
 
@@ -124,52 +150,61 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		// The status lease ended (etcd was away too long): write it all again.
 		OnStatusLost: func(string) {
 			for _, p := range cp.tracker.Proxies() {
-				cp.status.mark(p.ID)
+				cp.status.Mark(p.ID)
 			}
 		},
 	})
 
-	cp.health = &health{store: cp.store, grace: cp.cfg.StoreGrace, metrics: cp.metrics, log: log}
-	cp.status = &statusWriter{store: cp.store, replica: cp.cfg.Replica, tracker: cp.tracker, log: log, dirty: map[string]bool{}}
-	cp.tracker.onDirty = cp.status.mark
-	cp.tracker.onConnect = func(k GroupKey) { cp.builder.ensure(ctx, k) }
-	cp.loader = &loader{
-		log: log, store: cp.store, builder: cp.builder,
-		validate: policies.ValidateOptions{MaxExperimentDuration: cp.cfg.MaxExperimentDuration, MaxFaultPercent: cp.cfg.MaxFaultPercent},
-		debounce: cp.cfg.Debounce, maxDelay: cp.cfg.MaxDelay,
-	}
+	validate := policies.ValidateOptions{MaxExperimentDuration: cp.cfg.MaxExperimentDuration, MaxFaultPercent: cp.cfg.MaxFaultPercent}
+	cp.health = &health{store: cp.store, grace: cp.cfg.StoreGrace, metrics: cp.metrics, log: log, built: cp.builder.Built}
+	cp.status = fleet.NewWriter(cp.store, cp.cfg.Replica, cp.tracker, log)
+	cp.tracker.OnDirty = cp.status.Mark
+	cp.tracker.OnConnect = func(k xdsserver.GroupKey) { cp.builder.Ensure(ctx, k) }
+	cp.loader = snapshot.NewLoader(snapshot.LoaderConfig{
+		Log: log, Store: cp.store, Builder: cp.builder, Validate: validate,
+		Debounce: cp.cfg.Debounce, MaxDelay: cp.cfg.MaxDelay,
+	})
+	cp.applier = apply.New(cp.store, validate)
 
 	if cp.cfg.SyncDir != "" {
-		if cp.sync, err = newDirSync(cp, cp.cfg.SyncDir); err != nil {
+		cp.sync, err = gitops.New(gitops.Config{Dir: cp.cfg.SyncDir, Applier: cp.applier, Revision: cp.builder.Revision, Metrics: cp.metrics, Log: log, Resync: cp.cfg.SyncResync})
+		if err != nil {
 			return err
 		}
 	}
 	if cp.xdsLis, err = listen("xds", cp.cfg.XDSAddr); err != nil {
 		return err
 	}
-	if cp.xds, err = newXDSServer(ctx, cp.cfg, cp.cache, cp.tracker); err != nil {
+	tlsCfg := xdsserver.TLS{CertFile: cp.cfg.TLSCert, KeyFile: cp.cfg.TLSKey, ClientCA: cp.cfg.XDSClientCA}
+	if cp.xds, err = xdsserver.NewServer(ctx, tlsCfg, cp.cache, cp.tracker); err != nil {
 		return err
 	}
 	if cp.adminLis, err = listen("admin", cp.cfg.AdminAddr); err != nil {
 		return err
 	}
-	handler, err := cp.adminHandler()
-	if err != nil {
-		return err
+	deps := adminapi.Deps{
+		Store: cp.store, Applier: cp.applier, Fleet: fleet.NewView(cp.cfg.Replica, cp.tracker, cp.store),
+		Builds: cp.builder, Health: cp.health, Tokens: cp.tokens, Replica: cp.cfg.Replica, Logger: log,
+		Metrics:     promhttp.HandlerFor(cp.metrics.Registry, promhttp.HandlerOpts{}),
+		EnablePprof: cp.cfg.EnablePprof,
 	}
-	cp.admin = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+	if cp.sync != nil {
+		deps.Sync = cp.sync.Status
+	}
+	cp.api = adminapi.New(deps)
+	cp.admin = &http.Server{Handler: cp.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	cp.goLoop(func() { cp.health.watch(ctx, time.Second) })
-	cp.goLoop(func() { cp.status.run(ctx, 500*time.Millisecond) })
+	cp.goLoop(func() { cp.status.Run(ctx, 500*time.Millisecond) })
 	cp.goLoop(func() {
-		if err := cp.loader.run(ctx); err != nil && ctx.Err() == nil {
+		if err := cp.loader.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error("store loader stopped", "err", err)
 		}
 	})
 	cp.goLoop(func() { cp.sweepGroups(ctx) })
 	if cp.sync != nil {
-		cp.goLoop(func() { cp.sync.run(ctx) })
+		cp.goLoop(func() { cp.sync.Run(ctx) })
 	}
 	cp.goLoop(func() {
 		if err := cp.xds.Serve(cp.xdsLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -208,7 +243,7 @@ func (cp *ControlPlane) sweepGroups(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			cp.builder.sweep(cp.tracker.Groups(), cp.cfg.GroupIdle, now)
+			cp.builder.Sweep(cp.tracker.Groups(), cp.cfg.GroupIdle, now)
 		}
 	}
 }
@@ -251,3 +286,14 @@ func (cp *ControlPlane) AdminAddr() string { return cp.adminLis.Addr().String() 
 
 // Store returns the control plane's store.
 func (cp *ControlPlane) Store() *store.Store { return cp.store }
+
+// listen opens a TCP listener with a clear error.
+func listen(what, addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen on %s: %w", what, addr, err)
+	}
+	return l, nil
+}
+
+func nopZap() *zap.Logger { return zap.NewNop() }

@@ -1,0 +1,91 @@
+package adminapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
+	"github.com/bulwarkmesh/bulwark/controlplane/apply"
+	"github.com/bulwarkmesh/bulwark/policies"
+	"github.com/bulwarkmesh/bulwark/store"
+)
+
+// sendError answers with the problem that err stands for.
+func (s *Server) sendError(w http.ResponseWriter, r *http.Request, err error) {
+	p := s.problemOf(err)
+	if p.Status >= 500 {
+		s.Logger.Error("admin API request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err)
+	}
+	api.SendProblem(w, p)
+}
+
+// problemOf maps an error of the control plane or the store to a problem.
+func (s *Server) problemOf(err error) *api.Problem {
+	var (
+		p        *api.Problem
+		inv      *apply.InvalidError
+		vs       policies.Violations
+		pc       *apply.PolicyConflictError
+		ce       *store.ConflictError
+		maxBytes *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &p):
+		return p
+	case errors.As(err, &inv):
+		return api.Invalid(fmt.Sprintf("%d invalid field(s): %s", len(inv.Violations), inv.Violations.Error()), api.FromViolations("", inv.Violations)...)
+	case errors.As(err, &vs):
+		return api.Invalid(vs.Error(), api.FromViolations("", vs)...)
+	case errors.As(err, &pc):
+		p := api.NewProblem(http.StatusConflict, api.ProblemConflict, pc.Error()+"; give one policy a more specific target, or drop the field from one of them")
+		p.Conflicts = pc.Conflicts
+		return p
+	case errors.As(err, &ce):
+		detail := ce.Error()
+		if ce.Expected > 0 {
+			detail += "; read the resource again and retry with its current revision"
+		}
+		return api.NewProblem(http.StatusConflict, api.ProblemConflict, detail)
+	case errors.Is(err, store.ErrConflict):
+		return api.NewProblem(http.StatusConflict, api.ProblemConflict, err.Error())
+	case errors.Is(err, store.ErrNotFound):
+		return api.NewProblem(http.StatusNotFound, api.ProblemNotFound, err.Error())
+	case errors.As(err, &maxBytes):
+		return api.NewProblem(http.StatusRequestEntityTooLarge, api.ProblemTooLarge, fmt.Sprintf("request body larger than %d bytes; split the bundle into several applies", maxBytes.Limit))
+	case errors.Is(err, store.ErrTooLarge):
+		return api.NewProblem(http.StatusRequestEntityTooLarge, api.ProblemTooLarge, err.Error())
+	case storeUnreachable(err):
+		detail := "the store (etcd) is unreachable; nothing was written and proxies keep their last good config: " + err.Error()
+		if s.Health != nil {
+			if up, _, reason := s.Health.StoreState(); !up && reason != "" {
+				detail = "the store (etcd) is unreachable; nothing was written and proxies keep their last good config (" + reason + ")"
+			}
+		}
+		return api.NewProblem(http.StatusServiceUnavailable, api.ProblemStoreUnavailable, detail)
+	}
+	return api.NewProblem(http.StatusInternalServerError, api.ProblemInternal, err.Error())
+}
+
+// storeUnreachable reports whether err means etcd did not answer.
+func storeUnreachable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrTimeout) ||
+		errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) || errors.Is(err, rpctypes.ErrLeaderChanged) {
+		return true
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if s, ok := status.FromError(e); ok {
+			switch s.Code() {
+			case codes.Unavailable, codes.DeadlineExceeded:
+				return true
+			}
+		}
+	}
+	return false
+}

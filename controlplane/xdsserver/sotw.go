@@ -1,0 +1,237 @@
+package xdsserver
+
+import (
+	"context"
+	"strings"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// State-of-the-world watches are answered here rather than by the snapshot
+// cache, with the same rules, so that every stream of a group shares one
+// answer per type, version and set of names. The snapshot cache builds a
+// response per stream: a wrapper per resource and a map of every returned
+// resource name, which the stream then keeps until its next response. For
+// 10,000 proxies subscribed to 100 clusters and 100 load assignments that
+// was most of the memory of a connected proxy and of the work of a push.
+// Delta watches, snapshots' storage and fetches stay with the cache.
+
+// sotwWatch is an open state-of-the-world watch.
+type sotwWatch struct {
+	req *discoveryv3.DiscoveryRequest
+	sub cachev3.Subscription
+	ch  chan cachev3.Response
+	// early: created before its group had a snapshot, so the first one is
+	// checked against what the stream was sent, not only its version.
+	early bool
+}
+
+// sotwAnswer is the answer to every watch of a group for one type, version
+// and set of requested names. It is never modified once built.
+type sotwAnswer struct {
+	typeURL  string
+	version  string
+	anys     []*anypb.Any
+	returned map[string]string // name → version, for the stream's subscription
+}
+
+type answerKey struct {
+	typeURL string
+	version string
+	names   string // the requested names, joined; "" for all
+}
+
+// sotwResponse delivers a shared answer to one stream.
+type sotwResponse struct {
+	req *discoveryv3.DiscoveryRequest
+	a   *sotwAnswer
+}
+
+// GetDiscoveryResponse returns a fresh response (the server writes its nonce
+// into it) around the shared, already encoded resources.
+func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) {
+	return &discoveryv3.DiscoveryResponse{VersionInfo: r.a.version, Resources: r.a.anys, TypeUrl: r.a.typeURL}, nil
+}
+
+// GetRequest implements cachev3.Response.
+func (r *sotwResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
+
+// GetVersion implements cachev3.Response.
+func (r *sotwResponse) GetVersion() (string, error) { return r.a.version, nil }
+
+// GetResponseVersion implements cachev3.Response.
+func (r *sotwResponse) GetResponseVersion() string { return r.a.version }
+
+// GetReturnedResources implements cachev3.Response; the map is shared and
+// read only.
+func (r *sotwResponse) GetReturnedResources() map[string]string { return r.a.returned }
+
+// GetContext implements cachev3.Response.
+func (r *sotwResponse) GetContext() context.Context { return context.Background() }
+
+// CreateWatch answers a state-of-the-world watch at once when the group's
+// snapshot has something the stream lacks, and otherwise holds it until a
+// snapshot does. It holds a watch whose answer would be a version the node
+// rejected, and every watch of a group that has no snapshot yet (after a
+// restart, a proxy resumes with the version it last ACKed, often the very
+// version the first build yields: it must still be answered on its new
+// stream, which was never sent anything).
+func (g *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	g.pub.RLock()
+	defer g.pub.RUnlock()
+	group := NodeHash{}.ID(req.GetNode())
+	w := &sotwWatch{req: req, sub: sub, ch: ch}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	snap := g.current[group]
+	if snap != nil && g.due(w, snap, true) {
+		g.answer(w, group, snap)
+		return func() {}, nil
+	}
+	w.early = snap == nil
+	if g.watches[group] == nil {
+		g.watches[group] = map[*sotwWatch]struct{}{}
+	}
+	g.watches[group][w] = struct{}{}
+	return func() {
+		g.mu.Lock()
+		delete(g.watches[group], w)
+		if len(g.watches[group]) == 0 {
+			delete(g.watches, group)
+		}
+		g.mu.Unlock()
+	}, nil
+}
+
+// SetSnapshot publishes a group's snapshot: the cache keeps it (for delta
+// streams and fetches) and every held watch it has news for is answered.
+func (g *Cache) SetSnapshot(ctx context.Context, group string, snap cachev3.ResourceSnapshot) error {
+	if err := g.SnapshotCache.SetSnapshot(ctx, group, snap); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.current[group] = snap
+	for k := range g.answers[group] {
+		if snap.GetVersion(k.typeURL) != k.version {
+			delete(g.answers[group], k)
+		}
+	}
+	for w := range g.watches[group] {
+		if g.due(w, snap, w.early) {
+			g.answer(w, group, snap)
+			delete(g.watches[group], w)
+		}
+	}
+	if len(g.watches[group]) == 0 {
+		delete(g.watches, group)
+	}
+	return nil
+}
+
+// ClearSnapshot forgets a group.
+func (g *Cache) ClearSnapshot(group string) {
+	g.SnapshotCache.ClearSnapshot(group)
+	g.mu.Lock()
+	delete(g.current, group)
+	delete(g.answers, group)
+	g.mu.Unlock()
+}
+
+// due reports whether a watch has something to be sent, as the snapshot
+// cache decides it: a version other than the one the request carries, or
+// (with full, when the watch is new to this snapshot) a resource the stream
+// subscribes to and was never sent. Never a version the node rejected.
+// g.mu must be held.
+func (g *Cache) due(w *sotwWatch, snap cachev3.ResourceSnapshot, full bool) bool {
+	t := w.req.GetTypeUrl()
+	version := snap.GetVersion(t)
+	if bad, ok := g.rejected[w.req.GetNode().GetId()][t]; ok && bad == version {
+		return false
+	}
+	if w.req.GetVersionInfo() != version {
+		return true
+	}
+	if !full {
+		return false
+	}
+	returned := w.sub.ReturnedResources()
+	resources := snap.GetResourcesAndTTL(t)
+	if w.sub.IsWildcard() {
+		for name := range resources {
+			if _, ok := returned[name]; !ok {
+				return true
+			}
+		}
+		return false
+	}
+	for name := range w.sub.SubscribedResources() {
+		if _, ok := returned[name]; !ok {
+			if _, ok := resources[name]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// answer sends a watch the shared answer for its request, building it on
+// first use. The channel has room: a stream has at most one watch per type.
+// g.mu must be held.
+func (g *Cache) answer(w *sotwWatch, group string, snap cachev3.ResourceSnapshot) {
+	t := w.req.GetTypeUrl()
+	names := w.req.GetResourceNames()
+	k := answerKey{typeURL: t, version: snap.GetVersion(t), names: strings.Join(names, "\x00")}
+	a := g.answers[group][k]
+	if a == nil {
+		a = buildAnswer(t, k.version, snap.GetResourcesAndTTL(t), names)
+		if g.answers[group] == nil {
+			g.answers[group] = map[answerKey]*sotwAnswer{}
+		}
+		g.answers[group][k] = a
+	}
+	w.ch <- &sotwResponse{req: w.req, a: a}
+}
+
+// buildAnswer encodes the resources a request asks for (all of them without
+// names), as the snapshot cache's responses do. Sealed resources encode to
+// the bytes they hold.
+func buildAnswer(typeURL, version string, resources map[string]types.ResourceWithTTL, names []string) *sotwAnswer {
+	a := &sotwAnswer{typeURL: typeURL, version: version, returned: make(map[string]string, len(resources))}
+	add := func(name string, r types.Resource) {
+		b, err := cachev3.MarshalResource(r)
+		if err != nil {
+			return // cannot happen: the build encoded every resource already
+		}
+		a.anys = append(a.anys, &anypb.Any{TypeUrl: typeURL, Value: b})
+		a.returned[name] = version
+	}
+	if len(names) == 0 {
+		for name, r := range resources {
+			add(name, r.Resource)
+		}
+		return a
+	}
+	for _, name := range names {
+		if r, ok := resources[name]; ok {
+			if _, dup := a.returned[name]; !dup {
+				add(name, r.Resource)
+			}
+		}
+	}
+	return a
+}
+
+// parkedCount returns how many watches are held, for tests.
+func (g *Cache) parkedCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, ws := range g.watches {
+		n += len(ws)
+	}
+	return n
+}

@@ -1,0 +1,467 @@
+package xdsserver
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
+	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
+)
+
+// shortType names resource types for people.
+var shortType = map[string]string{
+	resourcev3.ListenerType: "listeners",
+	resourcev3.RouteType:    "routes",
+	resourcev3.ClusterType:  "clusters",
+	resourcev3.EndpointType: "endpoints",
+}
+
+// versionInfo says which build produced a version of a group's type.
+type versionInfo struct {
+	revision   int64
+	observedAt time.Time // when the revision that caused it was first seen
+}
+
+// sentResponse remembers what a stream was sent, to attribute ACKs and NACKs.
+type sentResponse struct{ nonce, version string }
+
+// streamState is one stream's view. go-control-plane calls every callback
+// of a stream from that stream's one goroutine, so its fields need no lock;
+// only the map of streams is shared.
+type streamState struct {
+	nodeID string
+	sent   map[string]sentResponse // type URL → last response
+}
+
+// Tracker follows every stream and proxy: ACKs, NACKs, versions. It
+// implements go-control-plane's server callbacks.
+type Tracker struct {
+	replica string
+	cache   *Cache
+	metrics *metrics.Metrics
+	// OnConnect is called for the first stream of a node, before its watches
+	// are created, so its group can be built first. Set it before serving.
+	OnConnect func(GroupKey)
+	// OnDirty is called when a proxy's status changed (for persistence).
+	// Set it before serving.
+	OnDirty func(nodeID string)
+	// onSent, when set, sees every response sent; tests count resends with
+	// it (SetOnSent). Guarded by mu.
+	onSent func(nodeID, typeURL, version string)
+
+	// streamsMu guards streams alone, so that a stream's requests and
+	// responses need not wait for mu, which every ACK of the fleet takes.
+	streamsMu sync.RWMutex
+	streams   map[int64]*streamState
+
+	mu      sync.Mutex
+	proxies map[string]*api.ProxyStatus
+	// members: group → node ID → status, so work for a group touches its
+	// proxies only, not the whole fleet.
+	members map[string]map[string]*api.ProxyStatus
+	conns   map[string]int // node ID → open streams
+	// versions: group → type URL → version → build info (bounded).
+	versions map[string]map[string]map[string]versionInfo
+	// current: group → type URL → current version.
+	current map[string]map[string]string
+}
+
+func NewTracker(replica string, cache *Cache, m *metrics.Metrics) *Tracker {
+	return &Tracker{
+		replica:  replica,
+		cache:    cache,
+		metrics:  m,
+		streams:  map[int64]*streamState{},
+		proxies:  map[string]*api.ProxyStatus{},
+		members:  map[string]map[string]*api.ProxyStatus{},
+		conns:    map[string]int{},
+		versions: map[string]map[string]map[string]versionInfo{},
+		current:  map[string]map[string]string{},
+	}
+}
+
+// maxVersionsKept bounds the per-type version history of a group.
+const maxVersionsKept = 64
+
+// Publication says that a group now serves versions (type URL → version)
+// built from a store revision first observed at ObservedAt.
+type Publication struct {
+	Group      string
+	Versions   map[string]string
+	Revision   int64
+	ObservedAt time.Time
+}
+
+// Published records publications. It takes the Tracker's lock once for a
+// whole round of builds, however many groups, types and proxies: every ACK
+// of the fleet contends for that lock.
+func (t *Tracker) Published(pubs ...Publication) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, pub := range pubs {
+		t.publishedLocked(pub)
+	}
+}
+
+func (t *Tracker) publishedLocked(pub Publication) {
+	group, revision, observedAt := pub.Group, pub.Revision, pub.ObservedAt
+	byType := t.versions[group]
+	if byType == nil {
+		byType = map[string]map[string]versionInfo{}
+		t.versions[group] = byType
+	}
+	if t.current[group] == nil {
+		t.current[group] = map[string]string{}
+	}
+	for typeURL, version := range pub.Versions {
+		vs := byType[typeURL]
+		if vs == nil {
+			vs = map[string]versionInfo{}
+			byType[typeURL] = vs
+		}
+		if old, ok := vs[version]; ok && old.revision <= revision {
+			// Same content rebuilt later: it also answers the newer revision.
+			vs[version] = versionInfo{revision: revision, observedAt: old.observedAt}
+		} else {
+			if len(vs) >= maxVersionsKept {
+				oldest := ""
+				for v, info := range vs {
+					if oldest == "" || info.revision < vs[oldest].revision {
+						oldest = v
+					}
+				}
+				delete(vs, oldest)
+			}
+			vs[version] = versionInfo{revision: revision, observedAt: observedAt}
+		}
+		t.current[group][typeURL] = version
+	}
+	for id, p := range t.members[group] {
+		t.refreshLocked(p)
+		t.dirty(id)
+	}
+}
+
+// OnStreamOpen implements the server callbacks.
+func (t *Tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	t.streamsMu.Lock()
+	t.streams[id] = &streamState{sent: map[string]sentResponse{}}
+	t.streamsMu.Unlock()
+	return nil
+}
+
+// stream returns a stream's state, creating it if needed.
+func (t *Tracker) stream(id int64) *streamState {
+	t.streamsMu.RLock()
+	st := t.streams[id]
+	t.streamsMu.RUnlock()
+	if st != nil {
+		return st
+	}
+	t.streamsMu.Lock()
+	defer t.streamsMu.Unlock()
+	if st = t.streams[id]; st == nil {
+		st = &streamState{sent: map[string]sentResponse{}}
+		t.streams[id] = st
+	}
+	return st
+}
+
+// OnStreamClosed implements the server callbacks.
+func (t *Tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.closed(id) }
+
+// OnDeltaStreamOpen implements the server callbacks.
+func (t *Tracker) OnDeltaStreamOpen(ctx context.Context, id int64, typ string) error {
+	return t.OnStreamOpen(ctx, id, typ)
+}
+
+// OnDeltaStreamClosed implements the server callbacks.
+func (t *Tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.closed(id) }
+
+func (t *Tracker) closed(id int64) {
+	t.streamsMu.Lock()
+	st := t.streams[id]
+	delete(t.streams, id)
+	t.streamsMu.Unlock()
+	t.mu.Lock()
+	var gone *api.ProxyStatus
+	if st != nil && st.nodeID != "" {
+		t.conns[st.nodeID]--
+		if t.conns[st.nodeID] <= 0 {
+			delete(t.conns, st.nodeID)
+			gone = t.proxies[st.nodeID]
+			delete(t.proxies, st.nodeID)
+			if gone != nil {
+				delete(t.members[gone.Group], gone.ID)
+				if len(t.members[gone.Group]) == 0 {
+					delete(t.members, gone.Group)
+				}
+			}
+		}
+	}
+	t.mu.Unlock()
+	if gone != nil {
+		t.metrics.Connected.WithLabelValues(string(gone.Flavor)).Dec()
+		t.dirty(gone.ID)
+	}
+}
+
+// register attaches a stream to its node on the stream's first request.
+func (t *Tracker) register(id int64, node *corev3.Node, protocol string) *streamState {
+	st := t.stream(id)
+	if st.nodeID != "" {
+		return st
+	}
+	st.nodeID = node.GetId()
+	t.mu.Lock()
+	t.conns[st.nodeID]++
+	key := GroupOf(node)
+	fresh := t.proxies[st.nodeID] == nil
+	if fresh {
+		p := &api.ProxyStatus{
+			ID: st.nodeID, Service: key.Service, Flavor: key.Flavor, Group: key.String(),
+			Replica: t.replica, ConnectedAt: time.Now().UTC(), Protocol: protocol,
+			Types: map[string]*api.TypeStatus{},
+		}
+		t.proxies[st.nodeID] = p
+		if t.members[p.Group] == nil {
+			t.members[p.Group] = map[string]*api.ProxyStatus{}
+		}
+		t.members[p.Group][p.ID] = p
+	}
+	t.mu.Unlock()
+	if fresh {
+		t.metrics.Connected.WithLabelValues(string(key.Flavor)).Inc()
+		if t.OnConnect != nil {
+			t.OnConnect(key)
+		}
+		t.dirty(st.nodeID)
+	}
+	return st
+}
+
+// OnStreamRequest implements the server callbacks: it sorts ACKs from NACKs.
+func (t *Tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	st := t.register(id, req.GetNode(), "sotw")
+	sent, ok := st.sent[req.GetTypeUrl()]
+	if !ok || req.GetResponseNonce() == "" || req.GetResponseNonce() != sent.nonce {
+		return nil // an initial request, a subscription change, or a stale nonce
+	}
+	if req.GetErrorDetail() != nil {
+		t.nack(st.nodeID, req.GetTypeUrl(), sent.version, req.GetErrorDetail().GetMessage())
+	} else {
+		t.ack(st.nodeID, req.GetTypeUrl(), req.GetVersionInfo())
+	}
+	return nil
+}
+
+// OnStreamResponse implements the server callbacks.
+func (t *Tracker) OnStreamResponse(_ context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	t.sent(id, req.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+}
+
+// OnStreamDeltaRequest implements the server callbacks.
+func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	st := t.register(id, req.GetNode(), "delta")
+	sent, ok := st.sent[req.GetTypeUrl()]
+	if !ok || req.GetResponseNonce() == "" || req.GetResponseNonce() != sent.nonce {
+		return nil
+	}
+	if req.GetErrorDetail() != nil {
+		t.nack(st.nodeID, req.GetTypeUrl(), sent.version, req.GetErrorDetail().GetMessage())
+	} else {
+		t.ack(st.nodeID, req.GetTypeUrl(), sent.version)
+	}
+	return nil
+}
+
+// OnStreamDeltaResponse implements the server callbacks.
+func (t *Tracker) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+	t.sent(id, req.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+}
+
+// OnFetchRequest implements the server callbacks.
+func (t *Tracker) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
+
+// OnFetchResponse implements the server callbacks.
+func (t *Tracker) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
+
+func (t *Tracker) sent(id int64, typeURL, nonce, version string) {
+	t.metrics.Pushes.WithLabelValues(typeLabel(typeURL)).Inc()
+	t.streamsMu.RLock()
+	st := t.streams[id]
+	t.streamsMu.RUnlock()
+	if st == nil {
+		return
+	}
+	st.sent[typeURL] = sentResponse{nonce: nonce, version: version}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.proxies[st.nodeID]; p != nil {
+		ts := typeStatus(p, typeURL)
+		ts.Sent = version
+	}
+	if t.onSent != nil {
+		t.onSent(st.nodeID, typeURL, version)
+	}
+}
+
+func (t *Tracker) ack(nodeID, typeURL, version string) {
+	t.mu.Lock()
+	p := t.proxies[nodeID]
+	if p == nil {
+		t.mu.Unlock()
+		return
+	}
+	ts := typeStatus(p, typeURL)
+	first := ts.Acked != version
+	ts.Acked, ts.AckedAt = version, time.Now().UTC()
+	info, known := t.versions[p.Group][typeURL][version]
+	if known {
+		ts.AckedRevision = info.revision
+	}
+	t.refreshLocked(p)
+	t.mu.Unlock()
+	if first && known && !info.observedAt.IsZero() {
+		t.metrics.Convergence.Observe(time.Since(info.observedAt).Seconds())
+	}
+	t.dirty(nodeID)
+}
+
+func (t *Tracker) nack(nodeID, typeURL, version, detail string) {
+	t.metrics.Nacks.WithLabelValues(typeLabel(typeURL)).Inc()
+	t.cache.Reject(nodeID, typeURL, version)
+	t.mu.Lock()
+	if p := t.proxies[nodeID]; p != nil {
+		typeStatus(p, typeURL).LastNack = &api.Nack{Version: version, Error: detail, Time: time.Now().UTC()}
+		t.refreshLocked(p)
+	}
+	t.mu.Unlock()
+	t.dirty(nodeID)
+}
+
+func (t *Tracker) dirty(nodeID string) {
+	if t.OnDirty != nil {
+		t.OnDirty(nodeID)
+	}
+}
+
+// refreshLocked recomputes a proxy's convergence. t.mu must be held.
+func (t *Tracker) refreshLocked(p *api.ProxyStatus) {
+	cur := t.current[p.Group]
+	p.Converged = len(p.Types) > 0
+	var rev int64
+	for typeURL, short := range shortType {
+		ts := p.Types[short]
+		if ts == nil {
+			continue
+		}
+		if cur[typeURL] == "" || ts.Acked != cur[typeURL] {
+			p.Converged = false
+		}
+		if rev == 0 || (ts.AckedRevision != 0 && ts.AckedRevision < rev) {
+			rev = ts.AckedRevision
+		}
+	}
+	p.Revision = rev
+	if p.Converged {
+		// Every type is the current build: the proxy runs the group's revision.
+		for typeURL := range shortType {
+			if info, ok := t.versions[p.Group][typeURL][cur[typeURL]]; ok && info.revision > p.Revision {
+				p.Revision = info.revision
+			}
+		}
+	}
+}
+
+func typeStatus(p *api.ProxyStatus, typeURL string) *api.TypeStatus {
+	short := typeLabel(typeURL)
+	ts := p.Types[short]
+	if ts == nil {
+		ts = &api.TypeStatus{}
+		p.Types[short] = ts
+	}
+	return ts
+}
+
+// TypeLabels returns the short names of the resource types, the closed set
+// of the metrics' "type" label.
+func TypeLabels() []string {
+	out := make([]string, 0, len(shortType))
+	for _, s := range shortType {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SetOnSent installs a function that sees every response sent (nil removes
+// it); tests count resends with it.
+func (t *Tracker) SetOnSent(f func(nodeID, typeURL, version string)) {
+	t.mu.Lock()
+	t.onSent = f
+	t.mu.Unlock()
+}
+
+// typeLabel names a type URL for people and metrics: one of TypeLabels, or
+// the type URL itself for one Bulwark does not serve.
+func typeLabel(typeURL string) string {
+	if s, ok := shortType[typeURL]; ok {
+		return s
+	}
+	return typeURL
+}
+
+// Proxies returns a copy of every proxy's status, sorted by ID.
+func (t *Tracker) Proxies() []api.ProxyStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]api.ProxyStatus, 0, len(t.proxies))
+	for _, p := range t.proxies {
+		out = append(out, cloneProxy(p))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Proxy returns one proxy's status.
+func (t *Tracker) Proxy(id string) (api.ProxyStatus, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.proxies[id]
+	if !ok {
+		return api.ProxyStatus{}, false
+	}
+	return cloneProxy(p), true
+}
+
+func cloneProxy(p *api.ProxyStatus) api.ProxyStatus {
+	c := *p
+	c.Types = make(map[string]*api.TypeStatus, len(p.Types))
+	for k, v := range p.Types {
+		tc := *v
+		if v.LastNack != nil {
+			n := *v.LastNack
+			tc.LastNack = &n
+		}
+		c.Types[k] = &tc
+	}
+	return c
+}
+
+// Groups returns the groups that have at least one connected proxy.
+func (t *Tracker) Groups() map[string]bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]bool, len(t.members))
+	for g := range t.members {
+		out[g] = true
+	}
+	return out
+}

@@ -64,4 +64,3 @@ func (z *Sealer) sealAll(items []types.Resource) ([]types.Resource, string, erro
 	}
 	return out, hex.EncodeToString(h.Sum(nil))[:16], nil
 }
-

@@ -8,21 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/policies"
 )
-
-// applyAnswer is POST /v1/apply's answer.
-type applyAnswer struct {
-	Revision int64 `json:"revision"`
-	DryRun   bool  `json:"dryRun"`
-	Items    []struct {
-		Kind     string `json:"kind"`
-		Name     string `json:"name"`
-		Action   string `json:"action"`
-		Revision int64  `json:"revision"`
-	} `json:"items"`
-	Warnings []policies.Finding `json:"warnings"`
-}
 
 // serverGuardrails validates locally without the server's caps, which only
 // the server knows; it enforces them on the write.
@@ -110,7 +98,7 @@ func runApply(e *env, args []string) int {
 		}
 		return exitOK
 	}
-	var res applyAnswer
+	var res api.ApplyResult
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return e.fail("apply", err)
 	}
@@ -121,8 +109,8 @@ func runApply(e *env, args []string) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", it.Action, it.Kind, it.Name)
 	}
 	tw.Flush()
-	summary := fmt.Sprintf("%d created, %d updated, %d deleted, %d unchanged", counts["created"], counts["updated"], counts["deleted"], counts["unchanged"])
-	if n := counts["skipped"]; n > 0 {
+	summary := fmt.Sprintf("%d created, %d updated, %d deleted, %d unchanged", counts[api.ActionCreated], counts[api.ActionUpdated], counts[api.ActionDeleted], counts[api.ActionUnchanged])
+	if n := counts[api.ActionSkipped]; n > 0 {
 		summary += fmt.Sprintf(", %d skipped", n)
 	}
 	if res.DryRun {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/policies"
 )
 
@@ -81,7 +82,7 @@ func chaosStart(e *env, args []string) int {
 			ends = exp.Status.EndsAt
 		}
 		verb := "started"
-		if res.Action == "unchanged" {
+		if res.Action == api.ActionUnchanged {
 			verb = "already running"
 		}
 		fmt.Fprintf(e.stdout, "%s %s on %s (%s) until %s\n", verb, res.Name, targetString(exp.Spec.Target), faultString(exp.Spec), ends)
@@ -109,10 +110,7 @@ func chaosStop(e *env, args []string) int {
 		fmt.Fprintf(e.stdout, "stopped %s\n", res.Name)
 		return exitOK
 	}
-	var res struct {
-		Stopped   []string `json:"stopped"`
-		StoppedBy string   `json:"stoppedBy"`
-	}
+	var res api.KillSwitchResult
 	if err := c.call("POST", "/v1/experiments/stop", "", nil, &res); err != nil {
 		return e.fail("chaos stop", err)
 	}

@@ -14,6 +14,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 )
 
 // client talks to a control plane's admin API.
@@ -23,24 +25,11 @@ type client struct {
 	http  *http.Client
 }
 
-// apiProblem is an error answer of the admin API (application/problem+json).
-type apiProblem struct {
-	Type       string `json:"type"`
-	Title      string `json:"title"`
-	Status     int    `json:"status"`
-	Detail     string `json:"detail"`
-	Violations []struct {
-		Field   string `json:"field"`
-		Message string `json:"message"`
-		Line    int    `json:"line"`
-	} `json:"violations"`
-}
-
 // apiError is a failed API call: the server answered with a problem, or
 // could not be reached (then status is 0).
 type apiError struct {
 	status int
-	prob   *apiProblem
+	prob   *api.Problem
 	err    error // transport error when unreachable
 	server string
 }
@@ -118,7 +107,7 @@ func (c *client) call(method, path, contentType string, body []byte, out any, he
 	}
 	if resp.StatusCode >= 300 {
 		ae := &apiError{status: resp.StatusCode, server: c.base}
-		var p apiProblem
+		var p api.Problem
 		if json.Unmarshal(data, &p) == nil && p.Status != 0 {
 			ae.prob = &p
 		}

@@ -10,25 +10,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/policies"
 )
-
-// listAnswer is GET /v1/{kind}.
-type listAnswer struct {
-	Kind     string            `json:"kind"`
-	Revision int64             `json:"revision"`
-	Items    []json.RawMessage `json:"items"`
-}
-
-// writeAnswer is the answer to PUT and DELETE of one resource.
-type writeAnswer struct {
-	Kind     string             `json:"kind"`
-	Name     string             `json:"name"`
-	Action   string             `json:"action"`
-	Revision int64              `json:"revision"`
-	Resource json.RawMessage    `json:"resource"`
-	Warnings []policies.Finding `json:"warnings"`
-}
 
 // runGet prints resources of a kind, or one, as a table, YAML or JSON.
 func runGet(e *env, args []string) int {
@@ -236,3 +220,10 @@ func runDelete(e *env, args []string) int {
 	printWarnings(e.stderr, res.Warnings)
 	return exitOK
 }
+
+// listAnswer and writeAnswer are the server's answers with the resources
+// left encoded, for policies.DecodeStored.
+type (
+	listAnswer  = api.ResourceList[json.RawMessage]
+	writeAnswer = api.WriteResult[json.RawMessage]
+)

@@ -8,31 +8,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-)
 
-// statusAnswer is GET /v1/status.
-type statusAnswer struct {
-	Revision int64    `json:"revision"`
-	Replica  string   `json:"replica"`
-	Ready    bool     `json:"ready"`
-	Reasons  []string `json:"reasons"`
-	StoreUp  bool     `json:"storeUp"`
-	Rollout  struct {
-		Total, Converged, Rejecting, Pending int
-	} `json:"rollout"`
-	Problems []struct {
-		Group   string `json:"group"`
-		Message string `json:"message"`
-	} `json:"problems"`
-	Sync *struct {
-		Dir      string    `json:"dir"`
-		Source   string    `json:"source"`
-		OK       bool      `json:"ok"`
-		Error    string    `json:"error"`
-		LastSync time.Time `json:"lastSync"`
-		Revision int64     `json:"revision"`
-	} `json:"sync"`
-}
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
+)
 
 // runStatus prints the revision, readiness, rollout and sync state.
 func runStatus(e *env, args []string) int {
@@ -59,7 +37,7 @@ func runStatus(e *env, args []string) int {
 		}
 		return exitOK
 	}
-	var st statusAnswer
+	var st api.StatusReport
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return e.fail("status", err)
 	}
@@ -96,23 +74,6 @@ func runStatus(e *env, args []string) int {
 	return exitOK
 }
 
-// proxyAnswer is one item of GET /v1/proxies.
-type proxyAnswer struct {
-	ID        string `json:"id"`
-	Service   string `json:"service"`
-	Flavor    string `json:"flavor"`
-	Replica   string `json:"replica"`
-	Protocol  string `json:"protocol"`
-	Converged bool   `json:"converged"`
-	Revision  int64  `json:"revision"`
-	Types     map[string]struct {
-		LastNack *struct {
-			Version string `json:"version"`
-			Error   string `json:"error"`
-		} `json:"lastNack"`
-	} `json:"types"`
-}
-
 // runProxies lists the connected proxies of every replica.
 func runProxies(e *env, args []string) int {
 	fs := e.newFlagSet("proxies")
@@ -138,9 +99,7 @@ func runProxies(e *env, args []string) int {
 		}
 		return exitOK
 	}
-	var list struct {
-		Items []proxyAnswer `json:"items"`
-	}
+	var list api.ProxyList
 	if err := json.Unmarshal(raw, &list); err != nil {
 		return e.fail("proxies", err)
 	}
@@ -204,22 +163,6 @@ func runConfig(e *env, args []string) int {
 	return exitOK
 }
 
-// auditAnswer is GET /v1/audit.
-type auditAnswer struct {
-	Services []struct {
-		Service string `json:"service"`
-		Passed  int    `json:"passed"`
-		Total   int    `json:"total"`
-		Checks  []struct {
-			Item       string   `json:"item"`
-			Status     string   `json:"status"`
-			ProvidedBy []string `json:"providedBy"`
-			Detail     string   `json:"detail"`
-			Fix        string   `json:"fix"`
-		} `json:"checks"`
-	} `json:"services"`
-}
-
 // runAudit prints the resilience checklist of every service.
 func runAudit(e *env, args []string) int {
 	fs := e.newFlagSet("audit")
@@ -250,7 +193,7 @@ func runAudit(e *env, args []string) int {
 		}
 		return exitOK
 	}
-	var rep auditAnswer
+	var rep api.AuditReport
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		return e.fail("audit", err)
 	}

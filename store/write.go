@@ -51,6 +51,12 @@ func (s *Store) Apply(ctx context.Context, ops []Op) (int64, error) {
 	return s.apply(ctx, ops, "", false)
 }
 
+// ApplyAs is Apply with who recorded on the experiments it starts or stops
+// (status.startedBy, and status.stoppedBy in the history).
+func (s *Store) ApplyAs(ctx context.Context, ops []Op, who string) (int64, error) {
+	return s.apply(ctx, ops, who, false)
+}
+
 // check is one comparison of a transaction.
 type check struct {
 	kind, name, key string

@@ -19,15 +19,15 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 	case q.Get("node") != "":
 		p, ok := s.Fleet.Local(q.Get("node"))
 		if !ok {
-			writeProblem(w, http.StatusNotFound, "no connected proxy with id "+q.Get("node"), nil)
+			s.sendError(w, r, api.NewProblem(http.StatusNotFound, api.ProblemNotFound, "no connected proxy with id "+q.Get("node")))
 			return
 		}
 		res := s.Builds.Published(p.Group)
 		if res == nil {
-			writeProblem(w, http.StatusNotFound, "no snapshot for group "+p.Group, nil)
+			s.sendError(w, r, api.NewProblem(http.StatusNotFound, api.ProblemNotFound, "no snapshot for group "+p.Group))
 			return
 		}
-		writeRaw(w, res)
+		s.writeRaw(w, r, res)
 		return
 	case q.Get("service") != "" || q.Get("flavor") != "":
 		key = xdsserver.GroupKey{Flavor: ir.Flavor(q.Get("flavor")), Service: q.Get("service"), Outbound: xdsserver.DefaultOutbound}
@@ -35,50 +35,40 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 			key.Flavor = ir.FlavorEnvoy
 		}
 		if key.Flavor != ir.FlavorEnvoy && key.Flavor != ir.FlavorGRPC {
-			writeProblem(w, http.StatusBadRequest, "flavor must be envoy or grpc", nil)
+			s.sendError(w, r, api.Invalid("flavor must be envoy or grpc", api.Violation{Field: "flavor", Message: "must be envoy or grpc"}))
 			return
 		}
 		if key.Flavor == ir.FlavorGRPC {
 			key.Outbound = ir.Address{}
 		}
 	default:
-		writeProblem(w, http.StatusBadRequest, "give node=ID, or service=S and flavor=envoy|grpc", nil)
+		s.sendError(w, r, api.Invalid("give node=ID, or service=S and flavor=envoy|grpc"))
 		return
 	}
 	if res := s.Builds.Published(key.String()); res != nil {
-		writeRaw(w, res)
+		s.writeRaw(w, r, res)
 		return
 	}
 	set, _ := s.Builds.Set()
 	res, errs := xds.Render(set, key.Flavor, key.Service)
 	if res == nil {
-		writeProblem(w, http.StatusInternalServerError, "render failed", errs)
+		p := api.NewProblem(http.StatusInternalServerError, api.ProblemInternal, "render failed")
+		for _, e := range errs {
+			p.Violations = append(p.Violations, api.Violation{Message: e.Error()})
+		}
+		s.sendError(w, r, p)
 		return
 	}
-	writeRaw(w, res)
+	s.writeRaw(w, r, res)
 }
 
-func writeRaw(w http.ResponseWriter, res *translate.Resources) {
+// writeRaw answers with resources as xDS JSON.
+func (s *Server) writeRaw(w http.ResponseWriter, r *http.Request, res *translate.Resources) {
 	b, err := xds.MarshalJSON(res)
 	if err != nil {
-		writeProblem(w, http.StatusInternalServerError, err.Error(), nil)
+		s.sendError(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
-}
-
-func writeProblem(w http.ResponseWriter, code int, detail string, errs []error) {
-	typ := api.ProblemInvalid
-	switch code {
-	case http.StatusNotFound:
-		typ = api.ProblemNotFound
-	case http.StatusInternalServerError:
-		typ = api.ProblemInternal
-	}
-	p := api.NewProblem(code, typ, detail)
-	for _, e := range errs {
-		p.Violations = append(p.Violations, api.Violation{Message: e.Error()})
-	}
-	api.SendProblem(w, p)
 }

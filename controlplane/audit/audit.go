@@ -10,6 +10,8 @@ package audit
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -143,7 +145,7 @@ func auditCalls(set *policies.Set, svc string) []api.AuditCheck {
 				}
 			}
 		}
-		c.ProvidedBy = sortedSet(from)
+		c.ProvidedBy = slices.Sorted(maps.Keys(from))
 		switch {
 		case have == len(sources):
 			c.Status, c.Detail, c.MissingFor = api.AuditOK, okDetail, nil
@@ -186,7 +188,7 @@ func auditChaos(set *policies.Set, hist []*policies.ChaosExperiment, svc string,
 	for _, e := range hist {
 		consider(e)
 	}
-	for _, name := range sortedKeys(set.Experiments) {
+	for _, name := range slices.Sorted(maps.Keys(set.Experiments)) {
 		consider(set.Experiments[name])
 	}
 	sort.Strings(c.ProvidedBy)
@@ -207,22 +209,4 @@ func callerName(src string) string {
 		return "*"
 	}
 	return src
-}
-
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
@@ -29,6 +30,8 @@ type Loader struct {
 	// invalid holds the resources left out because they do not validate;
 	// a resource whose update is invalid keeps its last valid version.
 	invalid map[string]api.BuildProblem
+	// adopting counts the experiments being adopted; Run waits for them.
+	adopting sync.WaitGroup
 }
 
 // LoaderConfig is what a Loader needs.
@@ -60,6 +63,13 @@ func (l *Loader) Run(ctx context.Context) error {
 	l.builder.update(ctx, l.set.Clone(), rev, time.Now(), l.problems())
 
 	events := l.store.Watch(ctx, rev)
+	defer func() {
+		// Wait for the watch's goroutines (the channel closes when they
+		// end) and for the experiments being adopted.
+		for range events {
+		}
+		l.adopting.Wait()
+	}()
 	var (
 		quiet        = time.NewTimer(time.Hour)
 		pendingSince time.Time
@@ -193,7 +203,9 @@ func (l *Loader) adopt(ctx context.Context, r policies.Resource) {
 		return
 	}
 	run := *e
+	l.adopting.Add(1)
 	go func() {
+		defer l.adopting.Done()
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if _, err := l.store.Put(actx, &run, e.Metadata.Revision); err != nil && !errors.Is(err, store.ErrConflict) {

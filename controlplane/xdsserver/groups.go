@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/bulwarkmesh/bulwark/xds/ir"
+	"github.com/bulwarkmesh/bulwark/xds/resolve"
 )
 
 // OutboundMetadataKey is the node metadata field with which an Envoy sidecar
@@ -16,7 +17,7 @@ import (
 const OutboundMetadataKey = "BULWARK_OUTBOUND"
 
 // DefaultOutbound is the Envoy outbound listener's address.
-var DefaultOutbound = ir.Address{Host: "127.0.0.1", Port: 15001}
+var DefaultOutbound = ir.Address{Host: resolve.DefaultOutboundHost, Port: resolve.DefaultOutboundPort}
 
 // GroupKey identifies proxies that receive identical config: same flavor,
 // same calling service, same outbound address.

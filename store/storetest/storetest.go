@@ -12,13 +12,6 @@ import (
 	"github.com/bulwarkmesh/bulwark/store/embedded"
 )
 
-// NewEtcd starts an embedded etcd on free loopback ports in t.TempDir() and
-// returns a client of it. The test's cleanup closes both.
-func NewEtcd(t testing.TB) *clientv3.Client {
-	t.Helper()
-	return NewClient(t, NewServer(t))
-}
-
 // NewServer starts an embedded etcd on free loopback ports in t.TempDir(),
 // without fsync, closed by the test's cleanup. Options may adjust the
 // configuration (for example a smaller MaxTxnOps). Use Restart to stop and

@@ -51,6 +51,9 @@ type Options struct {
 	// runtime feature (off by default in Envoy): a cluster warmed by timeout keeps the
 	// assignment its predecessor had instead of having no endpoints.
 	UseEDSCacheOnTimeout bool
+	// Conn, if set, carries the stream instead of a connection of the model's own, so
+	// a fleet of instances can share one HTTP/2 connection. Close leaves it open.
+	Conn *grpc.ClientConn
 }
 
 // Envoy is one modelled Envoy instance. All methods are safe for concurrent use.
@@ -62,7 +65,6 @@ type Envoy struct {
 	mu       sync.Mutex
 	conn     *grpc.ClientConn
 	closed   bool
-	stopOnce sync.Once
 	cancel   context.CancelFunc // cancels the current stream
 	done     chan struct{}      // closed when the current stream's goroutine exits
 	sotw     discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResourcesClient
@@ -87,7 +89,8 @@ type Envoy struct {
 	changed chan struct{}
 }
 
-// New returns a model that will connect to the ADS server at addr (host:port).
+// New returns a model that will connect to the ADS server at addr (host:port), or
+// use opts.Conn if set.
 func New(addr string, opts Options) *Envoy {
 	if opts.InitialFetchTimeout == 0 {
 		opts.InitialFetchTimeout = DefaultInitialFetchTimeout
@@ -116,12 +119,16 @@ func (e *Envoy) Start() error {
 		e.mu.Unlock()
 		return errors.New("envoymodel: already started or closed")
 	}
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		e.mu.Unlock()
-		return fmt.Errorf("envoymodel: dial %s: %w", e.addr, err)
+	if e.opts.Conn != nil {
+		e.conn = e.opts.Conn
+	} else {
+		conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			e.mu.Unlock()
+			return fmt.Errorf("envoymodel: dial %s: %w", e.addr, err)
+		}
+		e.conn = conn
 	}
-	e.conn = conn
 	e.cdsDeadline = e.deadline(nil)
 	cds := e.typeState(typeCluster)
 	e.subscribe(cds)
@@ -150,7 +157,10 @@ func (e *Envoy) Close() error {
 	if e.conn == nil {
 		return nil
 	}
-	err := e.conn.Close()
+	var err error
+	if e.conn != e.opts.Conn {
+		err = e.conn.Close()
+	}
 	e.conn = nil
 	e.notify()
 	return err

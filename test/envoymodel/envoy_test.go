@@ -8,6 +8,8 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -238,4 +240,41 @@ func TestReconnectResumesFromAcceptedVersions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFleetSharesOneConnection runs many instances over one client connection, as a
+// fleet simulator does.
+func TestFleetSharesOneConnection(t *testing.T) {
+	x := startServer(t)
+	x.setContent(t, baseResources(time.Second))
+	conn, err := grpc.NewClient(x.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	fleet := make([]*Envoy, 100)
+	for i := range fleet {
+		mode := SotW
+		if i%2 == 1 {
+			mode = Delta
+		}
+		// Every instance is the same node as far as the snapshot cache's IDHash goes.
+		e := New(x.addr, Options{Mode: mode, NodeID: testNode, NodeCluster: "checkout", Conn: conn})
+		if err := e.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Close() })
+		fleet[i] = e
+	}
+	for _, e := range fleet {
+		warmWith(t, e)
+	}
+	// Closing one instance leaves the shared connection to the others.
+	if err := fleet[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fleet[1].Reconnect(); err != nil {
+		t.Fatal(err)
+	}
+	warmWith(t, fleet[1])
 }

@@ -46,8 +46,11 @@
 // The model does not simulate traffic, health checking, SDS, ECDS, VHDS, LEDS, TTLs or
 // xdstp:// names, and does not reconnect by itself: a broken stream is reported by
 // [Envoy.Err] and a test calls [Envoy.Reconnect]. Every EDS and RDS config source is
-// assumed to be ADS. Apart from the small deviations noted on [Options] and [Envoy], a
-// rejected response rejects everything in it, as proto validation does in Envoy.
+// assumed to be ADS. A rejected response (a validation failure, a duplicate name or the
+// test's [Options].Reject) rejects everything in it, as a proto validation failure does
+// in Envoy; Envoy's cluster and listener managers, for errors found only while building
+// the object, apply the other resources of the response and still NACK it, which the
+// model does not reproduce.
 //
 // An instance costs one goroutine for its stream (plus a short-lived one when a timeout
 // fires) and keeps only decoded resources, so a fleet simulator can run thousands.

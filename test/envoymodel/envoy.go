@@ -45,7 +45,8 @@ type Options struct {
 	// initial_fetch_timeout. Zero means DefaultInitialFetchTimeout; negative disables it.
 	InitialFetchTimeout time.Duration
 	// Reject, if set, is asked about every decoded and validated resource; a non-nil
-	// error rejects the whole response, exactly like a validation failure.
+	// error rejects the whole response, exactly like a validation failure. It runs on
+	// the stream's goroutine with the model locked and must not call the model.
 	Reject func(typeURL, name string, resource proto.Message) error
 	// UseEDSCacheOnTimeout models the envoy.restart_features.use_eds_cache_for_ads
 	// runtime feature (off by default in Envoy): a cluster warmed by timeout keeps the

@@ -29,11 +29,9 @@ func TestEndpointLeaseExpiresAndWatchSeesIt(t *testing.T) {
 	require.Len(t, set.EndpointsOf("payments"), 2) // static + registered
 
 	// Nobody renews it: the lease ends and the watch reports the delete.
-	start := time.Now()
 	ev = nextChanges(t, ch)
 	require.True(t, ev.Changes[0].Deleted())
 	require.Equal(t, "payments/pod-1", ev.Changes[0].Name)
-	require.Less(t, time.Since(start), 5*time.Second)
 
 	set, _, _, err = e.st.Load(ctx)
 	require.NoError(t, err)

@@ -1,6 +1,8 @@
 package xdsserver
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -27,11 +29,14 @@ type sealedResource struct {
 	proto.Message
 	name string
 	raw  []byte
+	// version is the content hash of raw, the resource's version in delta.
+	version string
 }
 
 // seal wraps m, named name, with raw, its deterministic encoding.
 func seal(m proto.Message, name string, raw []byte) *sealedResource {
-	return &sealedResource{Message: m, name: name, raw: raw[:len(raw):len(raw)]}
+	h := sha256.Sum256(raw)
+	return &sealedResource{Message: m, name: name, raw: raw[:len(raw):len(raw)], version: hex.EncodeToString(h[:])[:16]}
 }
 
 // GetName names the resource for the cache (types.ResourceWithName); for an

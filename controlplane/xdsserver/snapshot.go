@@ -1,11 +1,13 @@
 package xdsserver
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"sort"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -16,10 +18,24 @@ import (
 // TypeURLs lists the resource types a snapshot carries.
 var TypeURLs = []resourcev3.Type{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
 
-// NewSnapshot builds a cache snapshot whose per-type versions are content
-// hashes: identical content, identical version, nothing pushed. Every
-// resource is encoded once, for the hash, and sealed with that encoding so
-// that no stream encodes it again (see sealedResource).
+// NewSnapshot builds a cache snapshot whose versions are content hashes:
+// identical content, identical version, nothing pushed. Every resource is
+// encoded once, for the hash, and sealed with that encoding so that no
+// stream encodes it again (see sealedResource).
+//
+// Envoy's cluster warming shapes the endpoint versions. When CDS adds or
+// changes an EDS cluster, Envoy keeps the new cluster warming until an EDS
+// response for it arrives after that CDS update; it re-sends its EDS
+// request with the same names and version, which a purely content-versioned
+// server does not answer when the endpoints did not change, so the cluster
+// waits for initial_fetch_timeout (15 s) and then serves with no endpoints.
+// So a load assignment's version also covers its cluster: in state of the
+// world the EDS version hashes the CDS version too, and in delta each load
+// assignment's version hashes its cluster's. A change to a cluster
+// therefore always sends its endpoints again (Kuma's reconcile.go does the
+// same). Listeners need no such rule: Envoy shares route configuration
+// subscriptions by name, so a changed listener that keeps its route name
+// does not warm, and a new route name is requested and answered as new.
 func NewSnapshot(res *translate.Resources) (*cachev3.Snapshot, map[string]string, error) {
 	return (*Sealer)(nil).Snapshot(res)
 }
@@ -28,39 +44,78 @@ func NewSnapshot(res *translate.Resources) (*cachev3.Snapshot, map[string]string
 // encodes everything.
 func (z *Sealer) Snapshot(res *translate.Resources) (*cachev3.Snapshot, map[string]string, error) {
 	byType := res.ByType()
-	snap := &cachev3.Snapshot{}
+	snap := &cachev3.Snapshot{VersionMap: make(map[string]map[string]string, len(TypeURLs))}
 	versions := make(map[string]string, len(TypeURLs))
+	sealed := make(map[string][]*sealedResource, len(TypeURLs))
 	for _, t := range TypeURLs {
-		sealed, v, err := z.sealAll(byType[t])
+		ss, err := z.sealAll(byType[t])
 		if err != nil {
 			return nil, nil, err
 		}
-		idx := cachev3.GetResponseType(t)
-		snap.Resources[idx] = cachev3.NewResources(v, sealed)
+		sealed[t] = ss
+	}
+	for _, t := range TypeURLs {
+		perName := make(map[string]string, len(sealed[t]))
+		for _, s := range sealed[t] {
+			perName[s.name] = s.version
+		}
+		snap.VersionMap[t] = perName
+	}
+	// A load assignment's version covers the cluster that uses it.
+	clusterOf := make(map[string]string, len(sealed[resourcev3.ClusterType]))
+	for _, s := range sealed[resourcev3.ClusterType] {
+		if c, ok := s.Message.(*clusterv3.Cluster); ok && c.GetType() == clusterv3.Cluster_EDS {
+			clusterOf[cmp.Or(c.GetEdsClusterConfig().GetServiceName(), c.GetName())] = s.version
+		}
+	}
+	eds := snap.VersionMap[resourcev3.EndpointType]
+	for name, v := range eds {
+		if cv, ok := clusterOf[name]; ok {
+			eds[name] = combine(v, cv)
+		}
+	}
+	for _, t := range TypeURLs {
+		v := typeVersion(sealed[t], snap.VersionMap[t])
+		if t == resourcev3.EndpointType {
+			v = combine(v, versions[resourcev3.ClusterType])
+		}
+		out := make([]types.Resource, len(sealed[t]))
+		for i, s := range sealed[t] {
+			out[i] = s
+		}
+		snap.Resources[cachev3.GetResponseType(t)] = cachev3.NewResources(v, out)
 		versions[t] = v
 	}
 	return snap, versions, nil
 }
 
-// sealAll encodes resources deterministically, seals each with its
-// encoding, and hashes them by name and encoding into a version.
-func (z *Sealer) sealAll(items []types.Resource) ([]types.Resource, string, error) {
+// sealAll encodes resources deterministically and seals each with its
+// encoding and content version, sorted by name.
+func (z *Sealer) sealAll(items []types.Resource) ([]*sealedResource, error) {
 	sealed := make([]*sealedResource, len(items))
 	for i, r := range items {
 		name := cachev3.GetResourceName(r)
 		s, err := z.seal(r, name)
 		if err != nil {
-			return nil, "", fmt.Errorf("encode %s: %w", name, err)
+			return nil, fmt.Errorf("encode %s: %w", name, err)
 		}
 		sealed[i] = s
 	}
 	sort.Slice(sealed, func(i, j int) bool { return sealed[i].name < sealed[j].name })
+	return sealed, nil
+}
+
+// typeVersion hashes the names and versions of a type's resources.
+func typeVersion(sealed []*sealedResource, perName map[string]string) string {
 	h := sha256.New()
-	out := make([]types.Resource, len(sealed))
-	for i, s := range sealed {
-		fmt.Fprintf(h, "%s\x00%d\x00", s.name, len(s.raw))
-		h.Write(s.raw)
-		out[i] = s
+	for _, s := range sealed {
+		fmt.Fprintf(h, "%s\x00%s\x00", s.name, perName[s.name])
 	}
-	return out, hex.EncodeToString(h.Sum(nil))[:16], nil
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// combine is the version of content that depends on two versions.
+func combine(a, b string) string {
+	h := sha256.Sum256([]byte(a + "\x00" + b))
+	return hex.EncodeToString(h[:])[:16]
 }

@@ -2,11 +2,14 @@ package xdsserver
 
 import (
 	"context"
+	"maps"
+	"sort"
 	"strings"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -65,9 +68,13 @@ func (r *sotwResponse) GetVersion() (string, error) { return r.a.version, nil }
 // GetResponseVersion implements cachev3.Response.
 func (r *sotwResponse) GetResponseVersion() string { return r.a.version }
 
-// GetReturnedResources implements cachev3.Response; the map is shared and
-// read only.
-func (r *sotwResponse) GetReturnedResources() map[string]string { return r.a.returned }
+// GetReturnedResources implements cachev3.Response. The stream keeps the
+// map as its subscription's state and go-control-plane edits it in place
+// (Subscription.SetResourceSubscription deletes the names a later request
+// drops), so every stream gets its own copy: a shared map edited by one
+// stream would make every other stream of the group look as if it had never
+// been sent those resources, and be answered again on every ACK.
+func (r *sotwResponse) GetReturnedResources() map[string]string { return maps.Clone(r.a.returned) }
 
 // GetContext implements cachev3.Response.
 func (r *sotwResponse) GetContext() context.Context { return context.Background() }
@@ -107,8 +114,24 @@ func (g *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch c
 }
 
 // SetSnapshot publishes a group's snapshot: the cache keeps it (for delta
-// streams and fetches) and every held watch it has news for is answered.
+// streams and fetches) and every held watch it has news for is answered,
+// clusters first, then endpoints, listeners and routes, as Envoy wants them:
+// endpoints that arrive before the CDS update that changed their cluster are
+// applied to the old cluster, and the new one would wait for more.
+//
+// Delta streams are answered by the snapshot cache, in no particular order,
+// so when clusters changed the cache is first given the new snapshot with
+// the previous endpoints (each delta stream gets its clusters and listeners)
+// and then the whole snapshot (each gets the endpoints that changed).
 func (g *Cache) SetSnapshot(ctx context.Context, group string, snap cachev3.ResourceSnapshot) error {
+	g.mu.Lock()
+	prev := g.current[group]
+	g.mu.Unlock()
+	if interim := clustersFirst(prev, snap); interim != nil {
+		if err := g.SnapshotCache.SetSnapshot(ctx, group, interim); err != nil {
+			return err
+		}
+	}
 	if err := g.SnapshotCache.SetSnapshot(ctx, group, snap); err != nil {
 		return err
 	}
@@ -120,7 +143,14 @@ func (g *Cache) SetSnapshot(ctx context.Context, group string, snap cachev3.Reso
 			delete(g.answers[group], k)
 		}
 	}
+	held := make([]*sotwWatch, 0, len(g.watches[group]))
 	for w := range g.watches[group] {
+		held = append(held, w)
+	}
+	sort.SliceStable(held, func(i, j int) bool {
+		return answerRank[held[i].req.GetTypeUrl()] < answerRank[held[j].req.GetTypeUrl()]
+	})
+	for _, w := range held {
 		if g.due(w, snap, w.early) {
 			g.answer(w, group, snap)
 			delete(g.watches[group], w)
@@ -130,6 +160,40 @@ func (g *Cache) SetSnapshot(ctx context.Context, group string, snap cachev3.Reso
 		delete(g.watches, group)
 	}
 	return nil
+}
+
+// answerRank orders the answers of one publication: Envoy's recommended
+// order, CDS, EDS, LDS, RDS.
+var answerRank = map[string]int{
+	resourcev3.ClusterType:  0,
+	resourcev3.EndpointType: 1,
+	resourcev3.ListenerType: 2,
+	resourcev3.RouteType:    3,
+}
+
+// clustersFirst returns next with prev's endpoints when both the clusters
+// and the endpoints changed, or nil when no interim step is needed.
+func clustersFirst(prev, next cachev3.ResourceSnapshot) *cachev3.Snapshot {
+	p, ok1 := prev.(*cachev3.Snapshot)
+	n, ok2 := next.(*cachev3.Snapshot)
+	if !ok1 || !ok2 || p == nil || n == nil {
+		return nil
+	}
+	if p.GetVersion(resourcev3.ClusterType) == n.GetVersion(resourcev3.ClusterType) ||
+		p.GetVersion(resourcev3.EndpointType) == n.GetVersion(resourcev3.EndpointType) {
+		return nil
+	}
+	if p.ConstructVersionMap() != nil || n.ConstructVersionMap() != nil {
+		return nil
+	}
+	eds := cachev3.GetResponseType(resourcev3.EndpointType)
+	interim := &cachev3.Snapshot{Resources: n.Resources, VersionMap: make(map[string]map[string]string, len(n.VersionMap))}
+	interim.Resources[eds] = p.Resources[eds]
+	for t, m := range n.VersionMap {
+		interim.VersionMap[t] = m
+	}
+	interim.VersionMap[resourcev3.EndpointType] = p.VersionMap[resourcev3.EndpointType]
+	return interim
 }
 
 // ClearSnapshot forgets a group.

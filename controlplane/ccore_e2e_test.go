@@ -1,9 +1,15 @@
 package controlplane
 
 import (
+	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 )
 
 // End-to-end scenarios with gRPC C-core (Python grpcio) as the proxyless
@@ -28,5 +34,277 @@ func TestCCoreRouting(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// A policy change reaches a connected C-core client with no restart: a
+// call the backend answers after 4.5 s succeeds under a 30 s request
+// timeout, then fails with DEADLINE_EXCEEDED once the policy says 3 s. The
+// client's own deadline (20 s) is far off and the backend never fails, so
+// only the route's max_stream_duration can end the call.
+func TestCCorePolicyChangeReachesClientLive(t *testing.T) {
+	h := newHarness(t)
+	b := startBackend(t, "slowish", func(ctx context.Context, req *testgrpc.SimpleRequest) error {
+		if string(req.GetPayload().GetBody()) != "slow" {
+			return nil
+		}
+		select {
+		case <-time.After(4500 * time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	h.apply(serviceYAML("payments", b.port) + `---
+apiVersion: bulwark/v1
+kind: ResiliencePolicy
+metadata: {name: payments}
+spec:
+  target: {service: payments}
+  timeouts: {request: 30s}
+`)
+	c := h.startCCore("checkout")
+	eventually(t, 20*time.Second, func() error { return c.call("payments", 3*time.Second, "fast", nil).Err() })
+	r := c.call("payments", 20*time.Second, "slow", nil)
+	require.NoError(t, r.Err(), "under a 30s request timeout the 4.5s call succeeds")
+
+	h.apply(`apiVersion: bulwark/v1
+kind: ResiliencePolicy
+metadata: {name: payments}
+spec:
+  target: {service: payments}
+  timeouts: {request: 3s}
+`)
+	eventually(t, 30*time.Second, func() error {
+		r := c.call("payments", 20*time.Second, "slow", nil)
+		if codeOf(r.Err()) != codes.DeadlineExceeded {
+			return fmt.Errorf("want DeadlineExceeded from the 3s policy, got %v", r.Err())
+		}
+		return nil
+	})
+	require.NoError(t, c.call("payments", 3*time.Second, "fast", nil).Err(), "fast calls still pass")
+	// The C-core client ACKed the latest revision.
+	eventually(t, 10*time.Second, func() error {
+		p, ok := h.cp.tracker.Proxy(c.node)
+		if !ok {
+			return fmt.Errorf("C-core proxy %s unknown to status", c.node)
+		}
+		if !p.Converged {
+			return fmt.Errorf("C-core proxy not converged: %+v", p.Types)
+		}
+		return nil
+	})
+}
+
+// Retries hide a backend that fails each request's first attempt with
+// UNAVAILABLE; with attempts 0 the same calls fail.
+func TestCCoreRetries(t *testing.T) {
+	h := newHarness(t)
+	b := startBackend(t, "flaky", failFirstAttempt())
+	h.apply(serviceYAML("payments", b.port) + `---
+apiVersion: bulwark/v1
+kind: ResiliencePolicy
+metadata: {name: payments}
+spec:
+  target: {service: payments}
+  retries: {attempts: 2, on: [unavailable], backoff: {base: 10ms, max: 50ms}, budget: {percent: 100}}
+`)
+	c := h.startCCore("checkout")
+	seq := 0
+	fresh := func(prefix string) string { seq++; return fmt.Sprintf("%s-%d", prefix, seq) }
+	eventually(t, 20*time.Second, func() error { return c.call("payments", 3*time.Second, fresh("warm"), nil).Err() })
+	for i := range 20 {
+		before := b.calls.Load()
+		r := c.call("payments", 3*time.Second, fresh("retry"), nil)
+		require.NoError(t, r.Err(), "call %d should be hidden by a retry", i)
+		require.Equal(t, int64(2), b.calls.Load()-before, "call %d: one failed attempt and one retry", i)
+	}
+
+	h.apply(`apiVersion: bulwark/v1
+kind: ResiliencePolicy
+metadata: {name: payments}
+spec:
+  target: {service: payments}
+  retries: {attempts: 0}
+`)
+	eventually(t, 20*time.Second, func() error {
+		r := c.call("payments", 3*time.Second, fresh("probe"), nil)
+		if codeOf(r.Err()) != codes.Unavailable {
+			return fmt.Errorf("want Unavailable without retries, got %v", r.Err())
+		}
+		return nil
+	})
+	for i := range 10 {
+		r := c.call("payments", 3*time.Second, fresh("noretry"), nil)
+		require.Equal(t, codes.Unavailable, codeOf(r.Err()), "call %d", i)
+	}
+}
+
+// Of three backends, the one that always fails is ejected by failure-
+// percentage outlier detection and then gets no traffic.
+func TestCCoreCircuitBreakerEjects(t *testing.T) {
+	h := newHarness(t)
+	good1 := startBackend(t, "good1", nil)
+	good2 := startBackend(t, "good2", nil)
+	bad := startBackend(t, "bad", func(context.Context, *testgrpc.SimpleRequest) error { return errUnavailable })
+	h.apply(serviceYAML("payments", good1.port, good2.port, bad.port) + `---
+apiVersion: bulwark/v1
+kind: ResiliencePolicy
+metadata: {name: payments}
+spec:
+  target: {service: payments}
+  circuitBreaker:
+    failurePercentage: {threshold: 50, minimumHosts: 3, requestVolume: 5}
+    interval: 1s
+    baseEjectionTime: 60s
+    maxEjectionPercent: 50
+`)
+	c := h.startCCore("checkout")
+	// Round robin uses only connected backends: wait until all three answered.
+	seen := map[string]bool{}
+	eventually(t, 20*time.Second, func() error {
+		if r := c.call("payments", 3*time.Second, "x", nil); r.Err() == nil {
+			seen[r.Hostname] = true
+		}
+		if bad.calls.Load() > 0 {
+			seen["bad"] = true
+		}
+		if len(seen) < 3 {
+			return fmt.Errorf("backends seen: %v", seen)
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, func() error {
+		before := bad.calls.Load()
+		for range 30 {
+			c.call("payments", 3*time.Second, "x", nil)
+		}
+		if n := bad.calls.Load() - before; n > 0 {
+			return fmt.Errorf("bad backend still got %d of 30 calls", n)
+		}
+		return nil
+	})
+	before := bad.calls.Load()
+	g1, g2 := good1.calls.Load(), good2.calls.Load()
+	for i := range 60 {
+		require.NoError(t, c.call("payments", 3*time.Second, "x", nil).Err(), "call %d after ejection", i)
+	}
+	require.Equal(t, before, bad.calls.Load(), "an ejected backend must get no traffic")
+	require.Positive(t, good1.calls.Load()-g1, "good1 keeps serving")
+	require.Positive(t, good2.calls.Load()-g2, "good2 keeps serving")
+}
+
+// With maxRequests 2, a third call while two are in flight fails fast with
+// UNAVAILABLE, and calls pass again once the two end.
+func TestCCoreBulkhead(t *testing.T) {
+	h := newHarness(t)
+	gate := newBlocker()
+	defer gate.release()
+	var inflight atomic.Int64
+	b := startBackend(t, "held", func(ctx context.Context, req *testgrpc.SimpleRequest) error {
+		if string(req.GetPayload().GetBody()) != "hold" {
+			return nil
+		}
+		inflight.Add(1)
+		defer inflight.Add(-1)
+		return gate.wait(ctx)
+	})
+	h.apply(serviceYAML("payments", b.port) + `---
+apiVersion: bulwark/v1
+kind: ResiliencePolicy
+metadata: {name: payments}
+spec:
+  target: {service: payments}
+  bulkhead: {maxRequests: 2}
+`)
+	c := h.startCCore("checkout")
+	eventually(t, 20*time.Second, func() error { return c.call("payments", 3*time.Second, "x", nil).Err() })
+	held := []<-chan ccoreResult{
+		c.start("payments", 60*time.Second, "hold", nil),
+		c.start("payments", 60*time.Second, "hold", nil),
+	}
+	eventually(t, 10*time.Second, func() error {
+		if n := inflight.Load(); n != 2 {
+			return fmt.Errorf("%d calls in flight", n)
+		}
+		return nil
+	})
+	before := b.calls.Load()
+	r := c.call("payments", 30*time.Second, "third", nil)
+	require.Equal(t, codes.Unavailable, codeOf(r.Err()), "a third call must be refused by the bulkhead, got %v", r.Err())
+	require.Equal(t, before, b.calls.Load(), "the refused call never reached the backend")
+	gate.release()
+	for _, ch := range held {
+		select {
+		case r := <-ch:
+			require.NoError(t, r.Err(), "held calls complete once released")
+		case <-time.After(30 * time.Second):
+			t.Fatal("a held call never completed")
+		}
+	}
+	require.NoError(t, c.call("payments", 3*time.Second, "after", nil).Err(), "calls pass again once the pool drains")
+}
+
+// When the primary has no healthy host, the fallback service answers.
+func TestCCoreFallback(t *testing.T) {
+	h := newHarness(t)
+	static := startBackend(t, "static", nil)
+	dead := startBackend(t, "dead", nil)
+	deadPort := dead.port
+	dead.srv.Stop() // nothing listens there any more
+	h.apply(serviceYAML("payments", deadPort) + "---\n" + serviceYAML("payments-static", static.port) + `---
+apiVersion: bulwark/v1
+kind: ResiliencePolicy
+metadata: {name: payments}
+spec:
+  target: {service: payments}
+  fallback: {service: payments-static}
+`)
+	c := h.startCCore("checkout")
+	eventually(t, 30*time.Second, func() error {
+		r := c.call("payments", 3*time.Second, "x", nil)
+		if err := r.Err(); err != nil {
+			return err
+		}
+		if r.Hostname != "static" {
+			return fmt.Errorf("served by %q", r.Hostname)
+		}
+		return nil
+	})
+	for range 10 {
+		r := c.call("payments", 3*time.Second, "x", nil)
+		require.NoError(t, r.Err())
+		require.Equal(t, "static", r.Hostname)
+	}
+}
+
+// An experiment that aborts every call fails them with its status; when its
+// lease ends, calls succeed again with nothing else done.
+func TestCCoreChaosAbort(t *testing.T) {
+	h := newHarness(t)
+	b := startBackend(t, "ok", nil)
+	h.apply(serviceYAML("payments", b.port))
+	c := h.startCCore("checkout")
+	eventually(t, 20*time.Second, func() error { return c.call("payments", 3*time.Second, "x", nil).Err() })
+
+	h.apply(`apiVersion: bulwark/v1
+kind: ChaosExperiment
+metadata: {name: payments-exhausted}
+spec:
+  target: {service: payments}
+  abort: {percent: 100, grpcStatus: 8}
+  duration: 3s
+  hypothesis: callers degrade gracefully
+`)
+	eventually(t, 10*time.Second, func() error {
+		r := c.call("payments", 3*time.Second, "x", nil)
+		if codeOf(r.Err()) != codes.ResourceExhausted {
+			return fmt.Errorf("want ResourceExhausted from the experiment, got %v", r.Err())
+		}
+		return nil
+	})
+	eventually(t, 20*time.Second, func() error { return c.call("payments", 3*time.Second, "x", nil).Err() })
+	for range 5 {
+		require.NoError(t, c.call("payments", 3*time.Second, "x", nil).Err())
 	}
 }

@@ -308,3 +308,45 @@ spec:
 		require.NoError(t, c.call("payments", 3*time.Second, "x", nil).Err())
 	}
 }
+
+// A header-scoped experiment aborts only the calls that carry its header;
+// untagged calls pass. C-core 1.51 rejects a route whose header matcher is
+// written as string_match, which kept the experiment from ever reaching it.
+func TestCCoreChaosAbortWithHeaders(t *testing.T) {
+	h := newHarness(t)
+	b := startBackend(t, "ok", nil)
+	h.apply(serviceYAML("payments", b.port))
+	c := h.startCCore("checkout")
+	eventually(t, 20*time.Second, func() error { return c.call("payments", 3*time.Second, "x", nil).Err() })
+
+	tagged := map[string]string{"x-chaos": "on"}
+	h.apply(`apiVersion: bulwark/v1
+kind: ChaosExperiment
+metadata: {name: payments-tagged}
+spec:
+  target: {service: payments}
+  headers: {x-chaos: "on"}
+  abort: {percent: 100, grpcStatus: 8}
+  duration: 10m
+  hypothesis: tagged callers degrade gracefully
+`)
+	eventually(t, 15*time.Second, func() error {
+		r := c.call("payments", 3*time.Second, "x", tagged)
+		if codeOf(r.Err()) != codes.ResourceExhausted {
+			return fmt.Errorf("want ResourceExhausted for a tagged call, got %v", r.Err())
+		}
+		return nil
+	})
+	for i := range 10 {
+		r := c.call("payments", 3*time.Second, "x", tagged)
+		require.Equal(t, codes.ResourceExhausted, codeOf(r.Err()), "tagged call %d", i)
+		require.NoError(t, c.call("payments", 3*time.Second, "x", nil).Err(), "untagged call %d", i)
+		r = c.call("payments", 3*time.Second, "x", map[string]string{"x-chaos": "off"})
+		require.NoError(t, r.Err(), "call %d with another header value", i)
+	}
+	p, ok := h.cp.tracker.Proxy(c.node)
+	require.True(t, ok)
+	if ts := p.Types["routes"]; ts != nil && ts.LastNack != nil {
+		t.Fatalf("the C-core client rejected routes: %+v", ts.LastNack)
+	}
+}

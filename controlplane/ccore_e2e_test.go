@@ -293,7 +293,7 @@ metadata: {name: payments-exhausted}
 spec:
   target: {service: payments}
   abort: {percent: 100, grpcStatus: 8}
-  duration: 3s
+  duration: 5s
   hypothesis: callers degrade gracefully
 `)
 	eventually(t, 10*time.Second, func() error {

@@ -94,7 +94,7 @@ func routeHeaders(f *ir.Fault) []*routev3.HeaderMatcher {
 	for _, k := range names {
 		out = append(out, &routev3.HeaderMatcher{
 			Name: strings.ToLower(k),
-			//nolint:staticcheck // exact_match is deprecated in Envoy's API, but C-core 1.51 knows no other form.
+			// Deprecated in Envoy's API, and the form C-core 1.51 needs.
 			HeaderMatchSpecifier: &routev3.HeaderMatcher_ExactMatch{ExactMatch: f.Headers[k]},
 		})
 	}

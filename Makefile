@@ -4,7 +4,7 @@ DATA_DIR  ?= .bulwark/data
 # Packages that start goroutines run under the race detector.
 RACE_PKGS := ./store/... ./controlplane/... ./cmd/...
 
-.PHONY: all build run test test-race test-unit bench fleet fmt vet clean
+.PHONY: all build run deps test test-race test-unit bench fleet fmt vet clean
 
 all: build
 
@@ -14,6 +14,16 @@ build:
 ## run: a control plane with its embedded etcd, serving the example mesh
 run:
 	$(GO) run ./cmd/bulwark --data-dir $(DATA_DIR) --sync-dir examples/policies
+
+## deps: what the tests need beyond Go: gRPC C-core for the end-to-end tests
+## with a second xDS client (Debian's python3-grpcio, used by /usr/bin/python3).
+## Needs root; CI runs it before `make test`. A machine that has it skips apt.
+deps:
+	@if /usr/bin/python3 -c 'import grpc' 2>/dev/null; then \
+		echo "python3-grpcio: $$(/usr/bin/python3 -c 'import grpc; print(grpc.__version__)')"; \
+	else \
+		apt-get update && apt-get install -y --no-install-recommends python3-grpcio; \
+	fi
 
 ## test: vet, then every test; the race detector on the packages that start goroutines
 test: vet

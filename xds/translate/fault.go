@@ -76,6 +76,31 @@ func faultHeaders(f *ir.Fault) []*routev3.HeaderMatcher {
 	return out
 }
 
+// routeHeaders are the experiment's headers as the route matchers of a
+// proxyless gRPC route, sorted by name, in the one form every gRPC xDS
+// client accepts: the HeaderMatcher's own exact_match. gRPC C-core 1.51
+// NACKs a route whose header matcher is a string_match ("Invalid route
+// header matcher specified"); gRPC-Go and grpc-js accept both forms.
+func routeHeaders(f *ir.Fault) []*routev3.HeaderMatcher {
+	if len(f.Headers) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(f.Headers))
+	for k := range f.Headers {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	out := make([]*routev3.HeaderMatcher, 0, len(names))
+	for _, k := range names {
+		out = append(out, &routev3.HeaderMatcher{
+			Name: strings.ToLower(k),
+			// Deprecated in Envoy's API, and the form C-core 1.51 needs.
+			HeaderMatchSpecifier: &routev3.HeaderMatcher_ExactMatch{ExactMatch: f.Headers[k]},
+		})
+	}
+	return out
+}
+
 func perMillion(percent float64) *typev3.FractionalPercent {
 	return &typev3.FractionalPercent{
 		Numerator:   uint32(math.Round(percent * 10000)),

@@ -36,7 +36,7 @@ func virtualHost(flavor ir.Flavor, s *ir.Service) (*routev3.VirtualHost, error) 
 			// condition becomes a route of its own, ahead of the plain one,
 			// so that untagged calls are never hurt.
 			vh.Routes = append(vh.Routes, &routev3.Route{
-				Match:                prefixMatch(r.PathPrefix, faultHeaders(r.Fault)),
+				Match:                prefixMatch(r.PathPrefix, routeHeaders(r.Fault)),
 				Action:               &routev3.Route_Route{Route: action},
 				TypedPerFilterConfig: fault,
 			})

@@ -26,7 +26,7 @@ deps:
 	fi
 
 ## test: vet, then every test; the race detector on the packages that start goroutines
-test: vet
+test: deps vet
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -E '/(store|controlplane|cmd)(/|$$)')
 	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
 

@@ -2,7 +2,6 @@ package policies
 
 import (
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 )
@@ -187,40 +186,6 @@ func (v *validator) healthCheck(hc *HealthCheck) {
 	v.positive("spec.healthCheck.timeout", hc.Timeout)
 	v.atLeast("spec.healthCheck.unhealthyThreshold", hc.UnhealthyThreshold, 1)
 	v.atLeast("spec.healthCheck.healthyThreshold", hc.HealthyThreshold, 1)
-}
-
-// setFields lists what a policy spec sets, as paths below spec in field
-// order: every set leaf ("retries.backoff.max"), each health-check probe as
-// one leaf ("healthCheck.http"), and a section set with nothing inside it
-// ("circuitBreaker"), which turns the feature on with its defaults.
-func setFields(sp *PolicySpec) []string {
-	var out []string
-	collectSet(reflect.ValueOf(sp).Elem(), "", &out)
-	return out
-}
-
-func collectSet(v reflect.Value, path string, out *[]string) {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if path == "" && (name == "target" || name == "sources") {
-			continue
-		}
-		fv := v.Field(i)
-		if fv.IsZero() {
-			continue
-		}
-		leaf := join(path, name)
-		if fv.Kind() == reflect.Pointer && fv.Elem().Kind() == reflect.Struct && !(path == "healthCheck" && probeFields[name]) {
-			n := len(*out)
-			collectSet(fv.Elem(), leaf, out)
-			if len(*out) == n {
-				*out = append(*out, leaf)
-			}
-			continue
-		}
-		*out = append(*out, leaf)
-	}
 }
 
 // routeLevel reports whether a route-targeted policy may set field (a leaf

@@ -159,6 +159,9 @@ func (v *validator) healthCheck(hc *HealthCheck) {
 	default:
 		v.add("spec.healthCheck", "set exactly one of http, grpc or tcp (got %s)", strings.Join(probes, " and "))
 	}
+	if g := hc.GRPC; g != nil && strings.ContainsAny(g.ServiceName, " \t\r\n\x00") {
+		v.add("spec.healthCheck.grpc.serviceName", "must be a gRPC service name such as pay.v1.Payments, without whitespace (got %q)", g.ServiceName)
+	}
 	if h := hc.HTTP; h != nil {
 		switch {
 		case h.Path == "":

@@ -444,7 +444,7 @@ func (d *nodeDecoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		d.add(path, n.Line, "must be a mapping")
 		return
 	}
-	fields := structFields(v.Type(), d.stored)
+	fields := fieldsOf(v.Type())
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
@@ -457,44 +457,30 @@ func (d *nodeDecoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		seen[k.Value] = true
-		idx, ok := fields[k.Value]
+		f, ok := fields.lookup(k.Value, d.stored)
 		if !ok {
-			d.add(fp, k.Line, "unknown field"+suggest(k.Value, fields))
+			d.add(fp, k.Line, "unknown field"+fields.suggest(k.Value, d.stored))
 			continue
 		}
-		d.decode(val, v.FieldByIndex(idx), fp)
+		d.decode(val, v.FieldByIndex(f.index), fp)
 	}
 }
 
-// structFields maps JSON names to field indexes, flattening inline structs.
-func structFields(t reflect.Type, stored bool) map[string][]int {
-	out := map[string][]int{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := f.Tag.Get("json")
-		name, opts, _ := strings.Cut(tag, ",")
-		if tag == "-" || (name == "status" && !stored) {
-			continue // server-owned fields are never decoded from input
-		}
-		if f.Anonymous && strings.Contains(opts, "inline") {
-			for k, idx := range structFields(f.Type, stored) {
-				out[k] = append([]int{i}, idx...)
-			}
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		out[name] = []int{i}
+// lookup returns the field named name; server-owned fields only when
+// stored, since they are never decoded from input.
+func (ft *fieldTable) lookup(name string, stored bool) (jsonField, bool) {
+	i, ok := ft.byName[name]
+	if !ok || (ft.list[i].serverOwned && !stored) {
+		return jsonField{}, false
 	}
-	return out
+	return ft.list[i], true
 }
 
 // suggest names a known field that differs from the unknown one only in case.
-func suggest(name string, fields map[string][]int) string {
-	for k := range fields {
-		if strings.EqualFold(k, name) {
-			return fmt.Sprintf(" (did you mean %q?)", k)
+func (ft *fieldTable) suggest(name string, stored bool) string {
+	for _, f := range ft.list {
+		if strings.EqualFold(f.name, name) && (stored || !f.serverOwned) {
+			return fmt.Sprintf(" (did you mean %q?)", f.name)
 		}
 	}
 	return ""

@@ -65,10 +65,20 @@ func DefaultEffective(p *PolicySpec) {
 			r.Backoff = &Backoff{}
 		}
 		if r.Backoff.Base == nil {
-			r.Backoff.Base = Dur(DefaultBackoffBase)
+			// Envoy refuses a max below the base: a max set below the
+			// default base lowers the base to it.
+			base := DefaultBackoffBase
+			if m := r.Backoff.Max; m != nil && m.D() > 0 && m.D() < base {
+				base = m.D()
+			}
+			r.Backoff.Base = Dur(base)
 		}
 		if r.Backoff.Max == nil {
-			r.Backoff.Max = Dur(r.Backoff.Base.D() * DefaultBackoffMaxFactor)
+			m := r.Backoff.Base.D() * DefaultBackoffMaxFactor
+			if r.Backoff.Base.D() > MaxDuration/DefaultBackoffMaxFactor {
+				m = MaxDuration // 10 × base would overflow; a longer backoff means nothing anyway
+			}
+			r.Backoff.Max = Dur(m)
 		}
 		if b := r.Budget; b != nil {
 			if b.Percent == nil {

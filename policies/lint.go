@@ -68,7 +68,9 @@ func HasErrors(fs []Finding) bool {
 //     (warning), or that another experiment shadows on the same calls (warning);
 //   - fields proxyless gRPC clients ignore (warning when the policy applies to a
 //     gRPC service, info otherwise);
-//   - a service whose calls have no request timeout (warning);
+//   - a service whose calls have no request timeout (warning); a request
+//     timeout switched off is deliberate: no warning, an info finding on the
+//     policy that switches it off;
 //   - conflicts of equal specificity (error, against each losing policy);
 //   - a target or dependency that does not exist (warning), a selector that
 //     matches no service (info).
@@ -150,10 +152,13 @@ func (l *linter) calls() {
 			var retrying, configured bool
 			for _, route := range routes {
 				c := l.resolve(src, svc, route)
+				// A timeout switched off is a deliberate choice, not a
+				// forgotten one: it silences noTimeout, and timeoutOff says so.
 				if c.spec.Timeouts.Request != nil {
 					timeoutSomewhere = true
 					timeoutByDefault = timeoutByDefault || (src == "" && route == "")
 				}
+				l.timeoutOff(c)
 				if r := c.spec.Retries; r != nil {
 					if r.Budget != nil && budget == nil {
 						budget = c
@@ -270,6 +275,9 @@ func (l *linter) retryTime(c *call) {
 	r, t := c.spec.Retries, c.spec.Timeouts
 	if r == nil || t == nil || t.Request == nil || r.PerTryTimeout == nil || r.Attempts == nil || *r.Attempts < 1 {
 		return
+	}
+	if t.Request.IsOff() || r.PerTryTimeout.IsOff() {
+		return // no deadline, or no per-try bound to add up: every retry may run
 	}
 	n, per, req := *r.Attempts, r.PerTryTimeout.D(), t.Request.D()
 	waits := backoffWaits(n, r.Backoff.Base.D(), r.Backoff.Max.D())
@@ -406,6 +414,17 @@ func (l *linter) ejectEverything(c *call) {
 	l.add(SeverityWarning, KindPolicy, policy, "spec.circuitBreaker.maxEjectionPercent",
 		"maxEjectionPercent 100 lets the circuit breaker eject every host of %s and no fallback is set, so calls then fail outright; add fallback.service or lower maxEjectionPercent (for example 50)",
 		c.service)
+}
+
+// timeoutOff: a request timeout switched off, reported (as info) against
+// the policy that switches it off, so a call without a deadline stays
+// visible even though it is intended.
+func (l *linter) timeoutOff(c *call) {
+	if t := c.spec.Timeouts.Request; t == nil || !t.IsOff() {
+		return
+	}
+	l.add(SeverityInfo, KindPolicy, c.from["timeouts.request"], "spec.timeouts.request",
+		"timeouts.request is off for %s: they have no deadline, by this policy's choice (a long-lived stream?); make sure the callers bound them with a deadline of their own", c.where())
 }
 
 // noTimeout: the seed's first rule, every call has a timeout. some says

@@ -286,8 +286,10 @@ func (l *linter) experiments() {
 	l.shadowedExperiments()
 }
 
+// hasRequestTimeout reports whether calls have a request timeout; one
+// switched off is none: an injected delay would hold the callers unbounded.
 func hasRequestTimeout(e Effective) bool {
-	return e.Spec.Timeouts != nil && e.Spec.Timeouts.Request != nil
+	return e.Spec.Timeouts != nil && e.Spec.Timeouts.Request != nil && !e.Spec.Timeouts.Request.IsOff()
 }
 
 // shadowedExperiments: when several experiments apply to the same calls,

@@ -2,11 +2,9 @@ package policies
 
 import (
 	"fmt"
-	"reflect"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 )
 
 // Specificity ranks how precisely a policy targets a call, low to high:
@@ -164,7 +162,7 @@ func (s *Set) Resolve(source, service, route string) Effective {
 	rank := map[string]Specificity{}
 	for _, p := range applicable {
 		sp := p.Specificity()
-		mergeValue(reflect.ValueOf(&eff.Spec).Elem(), reflect.ValueOf(&p.Spec).Elem(), "", func(leaf string) bool {
+		mergeSpec(&eff.Spec, &p.Spec, func(leaf string) bool {
 			winner, set := eff.From[leaf]
 			if !set {
 				eff.From[leaf] = p.Metadata.Name
@@ -189,85 +187,6 @@ func (e *Effective) addConflict(c Conflict, other string) {
 	}
 	c.Policies = []string{c.Winner, other}
 	e.Conflicts = append(e.Conflicts, c)
-}
-
-// probeFields are the health-check fields of which exactly one may be set:
-// they merge as one leaf, "healthCheck.probe".
-var probeFields = map[string]bool{"http": true, "grpc": true, "tcp": true}
-
-// mergeValue copies each leaf set in src and not yet taken into dst. take is
-// asked for each leaf src sets and says whether src provides it.
-// Leaves are the scalar, duration and list fields; nested structs recurse.
-func mergeValue(dst, src reflect.Value, path string, take func(leaf string) bool) {
-	probeTaken := false
-	for _, f := range mergeFieldsOf(src.Type(), path) {
-		if f.skip {
-			continue
-		}
-		sv, dv := src.Field(f.index), dst.Field(f.index)
-		if sv.IsZero() {
-			continue
-		}
-		if f.probe {
-			// One of http, grpc, tcp: the first (most specific) policy to set
-			// any of them provides the probe; the others are dropped.
-			if probeTaken || !take("healthCheck.probe") {
-				continue
-			}
-			probeTaken = true
-			dv.Set(sv)
-			continue
-		}
-		if f.nested {
-			if dv.IsNil() {
-				dv.Set(reflect.New(sv.Type().Elem()))
-			}
-			mergeValue(dv.Elem(), sv.Elem(), f.leaf, take)
-			continue
-		}
-		if take(f.leaf) {
-			dv.Set(sv)
-		}
-	}
-}
-
-// mergeField is what mergeValue needs to know of a struct field. It is
-// computed once per (type, path), not on every merge: resolving a large
-// mesh merges hundreds of thousands of fields.
-type mergeField struct {
-	index  int
-	leaf   string // the leaf path, "retries.backoff.base"
-	skip   bool   // target and sources select; they are not settings
-	probe  bool   // one of healthCheck's http, grpc and tcp
-	nested bool   // a pointer to a struct, merged field by field
-}
-
-type mergeKey struct {
-	t    reflect.Type
-	path string
-}
-
-var mergeFields sync.Map // mergeKey → []mergeField
-
-func mergeFieldsOf(t reflect.Type, path string) []mergeField {
-	k := mergeKey{t, path}
-	if v, ok := mergeFields.Load(k); ok {
-		return v.([]mergeField)
-	}
-	fs := make([]mergeField, t.NumField())
-	for i := range fs {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		fs[i] = mergeField{
-			index:  i,
-			leaf:   join(path, name),
-			skip:   path == "" && (name == "target" || name == "sources"),
-			probe:  path == "healthCheck" && probeFields[name],
-			nested: f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct,
-		}
-	}
-	v, _ := mergeFields.LoadOrStore(k, fs)
-	return v.([]mergeField)
 }
 
 // ExperimentsFor returns the experiments that apply to calls from source to

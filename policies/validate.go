@@ -245,6 +245,8 @@ func (v *validator) experiment(sp *ExperimentSpec) {
 	switch {
 	case sp.Duration == nil:
 		v.add("spec.duration", "required: how long the experiment runs before it ends by itself, at most %s", Duration(maxDur))
+	case sp.Duration.IsOff():
+		v.add("spec.duration", "cannot be off: an experiment must end by itself, within %s", Duration(maxDur))
 	case sp.Duration.D() <= 0:
 		v.add("spec.duration", "must be > 0 (got %s)", *sp.Duration)
 	case sp.Duration.D() > maxDur:
@@ -323,23 +325,11 @@ func (v *validator) pathPrefix(path, p string) {
 	}
 }
 
-// positive checks that a set duration is > 0.
+// positive checks that a set duration is > 0 and at most MaxDuration.
 func (v *validator) positive(path string, d *Duration) {
-	if d != nil && d.D() <= 0 {
-		v.add(path, "must be > 0 (got %s)", *d)
-	}
-}
-
-// atLeast checks that a set integer is >= lo.
-func (v *validator) atLeast(path string, n *int, lo int) {
-	if n != nil && *n < lo {
-		v.add(path, "must be at least %d (got %d)", lo, *n)
-	}
-}
-
-// between checks that a set integer lies in [lo, hi].
-func (v *validator) between(path string, n *int, lo, hi int) {
-	if n != nil && (*n < lo || *n > hi) {
-		v.add(path, "must be between %d and %d (got %d)", lo, hi, *n)
+	if d != nil {
+		if msg := CheckDuration(*d, false); msg != "" {
+			v.add(path, "%s", msg)
+		}
 	}
 }

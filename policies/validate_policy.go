@@ -2,7 +2,6 @@ package policies
 
 import (
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 )
@@ -40,38 +39,36 @@ func (v *validator) policy(sp *PolicySpec) {
 	}
 
 	if t := sp.Timeouts; t != nil {
-		v.positive("spec.timeouts.connect", t.Connect)
-		v.positive("spec.timeouts.request", t.Request)
-		v.positive("spec.timeouts.idle", t.Idle)
+		v.duration("timeouts.connect", t.Connect)
+		v.duration("timeouts.request", t.Request)
+		v.duration("timeouts.idle", t.Idle)
 	}
 	if r := sp.Retries; r != nil {
 		v.retries(r)
 	}
 	if cb := sp.CircuitBreaker; cb != nil {
-		v.atLeast("spec.circuitBreaker.consecutive5xx", cb.Consecutive5xx, 1)
-		v.atLeast("spec.circuitBreaker.consecutiveGatewayErrors", cb.ConsecutiveGatewayErrors, 1)
+		v.count("circuitBreaker.consecutive5xx", cb.Consecutive5xx)
+		v.count("circuitBreaker.consecutiveGatewayErrors", cb.ConsecutiveGatewayErrors)
 		if fp := cb.FailurePercentage; fp != nil {
-			v.between("spec.circuitBreaker.failurePercentage.threshold", fp.Threshold, 0, 100)
-			v.atLeast("spec.circuitBreaker.failurePercentage.minimumHosts", fp.MinimumHosts, 1)
-			v.atLeast("spec.circuitBreaker.failurePercentage.requestVolume", fp.RequestVolume, 1)
+			v.count("circuitBreaker.failurePercentage.threshold", fp.Threshold)
+			v.count("circuitBreaker.failurePercentage.minimumHosts", fp.MinimumHosts)
+			v.count("circuitBreaker.failurePercentage.requestVolume", fp.RequestVolume)
 		}
 		if sr := cb.SuccessRate; sr != nil {
-			if sr.StdevFactor != nil && *sr.StdevFactor <= 0 {
-				v.add("spec.circuitBreaker.successRate.stdevFactor", "must be > 0 (got %s); 1.9 is usual", fmtNum(*sr.StdevFactor))
-			}
-			v.atLeast("spec.circuitBreaker.successRate.minimumHosts", sr.MinimumHosts, 1)
-			v.atLeast("spec.circuitBreaker.successRate.requestVolume", sr.RequestVolume, 1)
+			v.number("circuitBreaker.successRate.stdevFactor", sr.StdevFactor, "; 1.9 is usual")
+			v.count("circuitBreaker.successRate.minimumHosts", sr.MinimumHosts)
+			v.count("circuitBreaker.successRate.requestVolume", sr.RequestVolume)
 		}
-		v.positive("spec.circuitBreaker.interval", cb.Interval)
-		v.positive("spec.circuitBreaker.baseEjectionTime", cb.BaseEjectionTime)
-		v.between("spec.circuitBreaker.maxEjectionPercent", cb.MaxEjectionPercent, 0, 100)
+		v.duration("circuitBreaker.interval", cb.Interval)
+		v.duration("circuitBreaker.baseEjectionTime", cb.BaseEjectionTime)
+		v.count("circuitBreaker.maxEjectionPercent", cb.MaxEjectionPercent)
 	}
 	if b := sp.Bulkhead; b != nil {
-		v.atLeast("spec.bulkhead.maxConnections", b.MaxConnections, 1)
-		v.atLeast("spec.bulkhead.maxPendingRequests", b.MaxPendingRequests, 1)
-		v.atLeast("spec.bulkhead.maxRequests", b.MaxRequests, 1)
-		v.atLeast("spec.bulkhead.maxRetries", b.MaxRetries, 1)
-		v.atLeast("spec.bulkhead.maxRequestsPerConnection", b.MaxRequestsPerConnection, 1)
+		v.count("bulkhead.maxConnections", b.MaxConnections)
+		v.count("bulkhead.maxPendingRequests", b.MaxPendingRequests)
+		v.count("bulkhead.maxRequests", b.MaxRequests)
+		v.count("bulkhead.maxRetries", b.MaxRetries)
+		v.count("bulkhead.maxRequestsPerConnection", b.MaxRequestsPerConnection)
 	}
 	if hc := sp.HealthCheck; hc != nil {
 		v.healthCheck(hc)
@@ -113,18 +110,14 @@ func (v *validator) policyTarget(t Target) {
 }
 
 func (v *validator) retries(r *Retries) {
-	v.between("spec.retries.attempts", r.Attempts, 0, MaxRetryAttempts)
-	v.positive("spec.retries.perTryTimeout", r.PerTryTimeout)
+	v.count("retries.attempts", r.Attempts)
+	v.duration("retries.perTryTimeout", r.PerTryTimeout)
 	for i, c := range r.On {
 		if !slices.Contains(RetryConditions, c) {
 			v.add(fmt.Sprintf("spec.retries.on[%d]", i), "unknown retry condition %q: use one of %s", c, strings.Join(RetryConditions, ", "))
 		}
 	}
-	for i, c := range r.StatusCodes {
-		if c < 100 || c > 599 {
-			v.add(fmt.Sprintf("spec.retries.statusCodes[%d]", i), "must be an HTTP status between 100 and 599 (got %d)", c)
-		}
-	}
+	v.statuses("retries.statusCodes", r.StatusCodes)
 	for i, m := range r.Methods {
 		path := fmt.Sprintf("spec.retries.methods[%d]", i)
 		switch {
@@ -136,17 +129,15 @@ func (v *validator) retries(r *Retries) {
 		}
 	}
 	if b := r.Backoff; b != nil {
-		v.positive("spec.retries.backoff.base", b.Base)
-		v.positive("spec.retries.backoff.max", b.Max)
+		v.duration("retries.backoff.base", b.Base)
+		v.duration("retries.backoff.max", b.Max)
 		if b.Base != nil && b.Max != nil && b.Base.D() > 0 && b.Max.D() > 0 && b.Max.D() < b.Base.D() {
 			v.add("spec.retries.backoff.max", "must be >= base (%s)", *b.Base)
 		}
 	}
 	if b := r.Budget; b != nil {
-		if b.Percent != nil && (*b.Percent < 0 || *b.Percent > 100) {
-			v.add("spec.retries.budget.percent", "must be between 0 and 100 (got %s)", fmtNum(*b.Percent))
-		}
-		v.atLeast("spec.retries.budget.minConcurrency", b.MinConcurrency, 0)
+		v.number("retries.budget.percent", b.Percent, "")
+		v.count("retries.budget.minConcurrency", b.MinConcurrency)
 	}
 }
 
@@ -168,6 +159,9 @@ func (v *validator) healthCheck(hc *HealthCheck) {
 	default:
 		v.add("spec.healthCheck", "set exactly one of http, grpc or tcp (got %s)", strings.Join(probes, " and "))
 	}
+	if g := hc.GRPC; g != nil && strings.ContainsAny(g.ServiceName, " \t\r\n\x00") {
+		v.add("spec.healthCheck.grpc.serviceName", "must be a gRPC service name such as pay.v1.Payments, without whitespace (got %q)", g.ServiceName)
+	}
 	if h := hc.HTTP; h != nil {
 		switch {
 		case h.Path == "":
@@ -177,49 +171,49 @@ func (v *validator) healthCheck(hc *HealthCheck) {
 		case strings.ContainsAny(h.Path, " \t\r\n\x00"):
 			v.add("spec.healthCheck.http.path", "must not contain whitespace (got %q)", h.Path)
 		}
-		for i, s := range h.ExpectedStatuses {
-			if s < 100 || s > 599 {
-				v.add(fmt.Sprintf("spec.healthCheck.http.expectedStatuses[%d]", i), "must be an HTTP status between 100 and 599 (got %d)", s)
-			}
+		v.statuses("healthCheck.http.expectedStatuses", h.ExpectedStatuses)
+	}
+	v.duration("healthCheck.interval", hc.Interval)
+	v.duration("healthCheck.timeout", hc.Timeout)
+	v.count("healthCheck.unhealthyThreshold", hc.UnhealthyThreshold)
+	v.count("healthCheck.healthyThreshold", hc.HealthyThreshold)
+}
+
+// count checks a set integer leaf against its range (bounds.go).
+func (v *validator) count(leaf string, n *int) {
+	if n != nil {
+		if msg := IntBound(leaf).Check(*n); msg != "" {
+			v.add("spec."+leaf, "%s", msg)
 		}
 	}
-	v.positive("spec.healthCheck.interval", hc.Interval)
-	v.positive("spec.healthCheck.timeout", hc.Timeout)
-	v.atLeast("spec.healthCheck.unhealthyThreshold", hc.UnhealthyThreshold, 1)
-	v.atLeast("spec.healthCheck.healthyThreshold", hc.HealthyThreshold, 1)
 }
 
-// setFields lists what a policy spec sets, as paths below spec in field
-// order: every set leaf ("retries.backoff.max"), each health-check probe as
-// one leaf ("healthCheck.http"), and a section set with nothing inside it
-// ("circuitBreaker"), which turns the feature on with its defaults.
-func setFields(sp *PolicySpec) []string {
-	var out []string
-	collectSet(reflect.ValueOf(sp).Elem(), "", &out)
-	return out
+// number checks a set number leaf against its range; hint ends the message.
+func (v *validator) number(leaf string, f *float64, hint string) {
+	if f != nil {
+		if msg := NumberBound(leaf).Check(*f); msg != "" {
+			v.add("spec."+leaf, "%s%s", msg, hint)
+		}
+	}
 }
 
-func collectSet(v reflect.Value, path string, out *[]string) {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if path == "" && (name == "target" || name == "sources") {
-			continue
+// duration checks a set duration leaf: > 0, at most MaxDuration, or off
+// where the leaf allows it.
+func (v *validator) duration(leaf string, d *Duration) {
+	if d != nil {
+		if msg := CheckDuration(*d, OffAllowed(leaf)); msg != "" {
+			v.add("spec."+leaf, "%s", msg)
 		}
-		fv := v.Field(i)
-		if fv.IsZero() {
-			continue
+	}
+}
+
+// statuses checks each HTTP status of a list leaf.
+func (v *validator) statuses(leaf string, codes []int) {
+	r := IntBound(leaf)
+	for i, c := range codes {
+		if c < r.Min || c > r.Max {
+			v.add(fmt.Sprintf("spec.%s[%d]", leaf, i), "must be an HTTP status between %d and %d (got %d)", r.Min, r.Max, c)
 		}
-		leaf := join(path, name)
-		if fv.Kind() == reflect.Pointer && fv.Elem().Kind() == reflect.Struct && !(path == "healthCheck" && probeFields[name]) {
-			n := len(*out)
-			collectSet(fv.Elem(), leaf, out)
-			if len(*out) == n {
-				*out = append(*out, leaf)
-			}
-			continue
-		}
-		*out = append(*out, leaf)
 	}
 }
 

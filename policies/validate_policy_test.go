@@ -97,7 +97,7 @@ func TestValidatePolicy(t *testing.T) {
 		}},
 		{name: "timeouts not positive", doc: doc("ResiliencePolicy", "p", `{target: {service: "*"}, timeouts: {connect: 0s, request: -1s, idle: 1m}}`), want: Violations{
 			{Field: "spec.timeouts.connect", Message: "must be > 0 (got 0s)"},
-			{Field: "spec.timeouts.request", Message: "must be > 0 (got -1s)"},
+			{Field: "spec.timeouts.request", Message: "must be > 0 (got -1s); write off for no timeout"},
 		}},
 		{name: "retries wrong everywhere", doc: doc("ResiliencePolicy", "p", `
   target: {service: payments}
@@ -110,7 +110,7 @@ func TestValidatePolicy(t *testing.T) {
     backoff: {base: 25ms, max: 10ms}
     budget: {percent: 120, minConcurrency: -1}`), want: Violations{
 			{Field: "spec.retries.attempts", Message: "must be between 0 and 10 (got 11)"},
-			{Field: "spec.retries.perTryTimeout", Message: "must be > 0 (got 0s)"},
+			{Field: "spec.retries.perTryTimeout", Message: "must be > 0 (got 0s); write off for no timeout"},
 			{Field: "spec.retries.on[1]", Message: `unknown retry condition "server-error": use one of 5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, retriable-status-codes, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable`},
 			{Field: "spec.retries.statusCodes[1]", Message: "must be an HTTP status between 100 and 599 (got 99)"},
 			{Field: "spec.retries.statusCodes[2]", Message: "must be an HTTP status between 100 and 599 (got 600)"},
@@ -140,7 +140,7 @@ func TestValidatePolicy(t *testing.T) {
 			{Field: "spec.circuitBreaker.failurePercentage.threshold", Message: "must be between 0 and 100 (got 101)"},
 			{Field: "spec.circuitBreaker.failurePercentage.minimumHosts", Message: "must be at least 1 (got 0)"},
 			{Field: "spec.circuitBreaker.failurePercentage.requestVolume", Message: "must be at least 1 (got 0)"},
-			{Field: "spec.circuitBreaker.successRate.stdevFactor", Message: "must be > 0 (got 0); 1.9 is usual"},
+			{Field: "spec.circuitBreaker.successRate.stdevFactor", Message: "must be between 0.001 and 4294967.295 (got 0); 1.9 is usual"},
 			{Field: "spec.circuitBreaker.successRate.minimumHosts", Message: "must be at least 1 (got 0)"},
 			{Field: "spec.circuitBreaker.successRate.requestVolume", Message: "must be at least 1 (got 0)"},
 			{Field: "spec.circuitBreaker.interval", Message: "must be > 0 (got 0s)"},
@@ -153,7 +153,6 @@ func TestValidatePolicy(t *testing.T) {
 			{Field: "spec.bulkhead.maxConnections", Message: "must be at least 1 (got 0)"},
 			{Field: "spec.bulkhead.maxPendingRequests", Message: "must be at least 1 (got 0)"},
 			{Field: "spec.bulkhead.maxRequests", Message: "must be at least 1 (got 0)"},
-			{Field: "spec.bulkhead.maxRetries", Message: "must be at least 1 (got 0)"},
 			{Field: "spec.bulkhead.maxRequestsPerConnection", Message: "must be at least 1 (got 0)"},
 		}},
 		{name: "health check with two probes", doc: doc("ResiliencePolicy", "p", `

@@ -75,7 +75,9 @@ type ClusterPolicy struct {
 // Route is one route of a service with its route-level settings.
 type Route struct {
 	// PathPrefix matches the request path; "/" is the default route.
-	PathPrefix  string             `json:"pathPrefix" yaml:"pathPrefix"`
+	PathPrefix string `json:"pathPrefix" yaml:"pathPrefix"`
+	// Timeout and IdleTimeout are timeouts.request and timeouts.idle: unset
+	// leaves the data plane's default, 0s is "no timeout" (a policy's off).
 	Timeout     *policies.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 	IdleTimeout *policies.Duration `json:"idleTimeout,omitempty" yaml:"idleTimeout,omitempty"`
 	// Retry is nil when nobody configured retries. Budget is on the cluster.

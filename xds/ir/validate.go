@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/bulwarkmesh/bulwark/policies"
 )
@@ -263,23 +262,42 @@ func checkEndpoints(c *checker, p string, eps []Endpoint) {
 	}
 }
 
-func nonNeg(c *checker, base, field string, v *int) {
-	if v != nil && (*v < 0 || uint64(*v) > math.MaxUint32) {
-		c.add(at(base, field), "must be between 0 and %d, got %d", uint64(math.MaxUint32), *v)
+// bounded checks a set integer against the range the policy layer gives
+// leaf (policies.IntBound), so that the two layers accept the same values.
+func bounded(c *checker, base, field string, v *int, leaf string) {
+	if v != nil {
+		boundedInt(c, at(base, field), *v, leaf)
 	}
 }
 
-func atLeastOne(c *checker, base, field string, v *int) {
-	if v != nil && (*v < 1 || uint64(*v) > math.MaxUint32) {
-		c.add(at(base, field), "must be between 1 and %d, got %d", uint64(math.MaxUint32), *v)
+func boundedInt(c *checker, path string, v int, leaf string) {
+	if r := policies.IntBound(leaf); v < r.Min || v > r.Max {
+		c.add(path, "must be %sbetween %d and %d, got %d", rangeNoun(float64(r.Min), float64(r.Max)), r.Min, r.Max, v)
 	}
 }
 
-func percent(c *checker, base, field string, v *int) {
-	if v != nil && (*v < 0 || *v > 100) {
-		c.add(at(base, field), "must be a percentage between 0 and 100, got %d", *v)
+// boundedNumber checks a set number against the policy layer's range for leaf.
+func boundedNumber(c *checker, path string, v *float64, leaf string) {
+	if v != nil {
+		if r := policies.NumberBound(leaf); *v < r.Min || *v > r.Max {
+			c.add(path, "must be %sbetween %s and %s, got %s", rangeNoun(r.Min, r.Max), num(r.Min), num(r.Max), num(*v))
+		}
 	}
 }
+
+// rangeNoun names what a range holds, for a message: a percentage, an HTTP
+// status, or nothing in particular.
+func rangeNoun(lo, hi float64) string {
+	switch {
+	case lo == 0 && hi == 100:
+		return "a percentage "
+	case lo == 100 && hi == 599:
+		return "an HTTP status "
+	}
+	return ""
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 func positive(c *checker, base, field string, d *policies.Duration) {
 	if d != nil {
@@ -288,16 +306,19 @@ func positive(c *checker, base, field string, d *policies.Duration) {
 }
 
 // checkDuration rejects negative (or, when strict, zero) durations and those
-// past protobuf's range.
+// past policies.MaxDuration. Off never reaches the IR: resolve writes a
+// switched-off route timeout as 0s and drops a switched-off per-try timeout.
 func checkDuration(c *checker, base, field string, d policies.Duration, strict bool) {
 	switch {
+	case d.IsOff():
+		c.add(at(base, field), "off is not an IR value: write 0s for no timeout (route timeouts only)")
 	case d < 0 || (strict && d == 0):
 		if strict {
 			c.add(at(base, field), "must be greater than 0, got %s", d)
 		} else {
 			c.add(at(base, field), "must not be negative, got %s", d)
 		}
-	case d.D() > 100*365*24*time.Hour:
+	case d.D() > policies.MaxDuration:
 		c.add(at(base, field), "%s is out of range", d)
 	}
 }
@@ -306,38 +327,35 @@ func checkCluster(c *checker, p string, cl *ClusterPolicy) {
 	positive(c, p, "connectTimeout", cl.ConnectTimeout)
 	if cb := cl.CircuitBreaker; cb != nil {
 		q := p + ".circuitBreaker"
-		atLeastOne(c, q, "consecutive5xx", cb.Consecutive5xx)
-		atLeastOne(c, q, "consecutiveGatewayErrors", cb.ConsecutiveGatewayErrors)
+		bounded(c, q, "consecutive5xx", cb.Consecutive5xx, "circuitBreaker.consecutive5xx")
+		bounded(c, q, "consecutiveGatewayErrors", cb.ConsecutiveGatewayErrors, "circuitBreaker.consecutiveGatewayErrors")
 		positive(c, q, "interval", cb.Interval)
 		positive(c, q, "baseEjectionTime", cb.BaseEjectionTime)
-		percent(c, q, "maxEjectionPercent", cb.MaxEjectionPercent)
+		bounded(c, q, "maxEjectionPercent", cb.MaxEjectionPercent, "circuitBreaker.maxEjectionPercent")
 		if fp := cb.FailurePercentage; fp != nil {
-			percent(c, q, "failurePercentage.threshold", fp.Threshold)
-			nonNeg(c, q, "failurePercentage.minimumHosts", fp.MinimumHosts)
-			nonNeg(c, q, "failurePercentage.requestVolume", fp.RequestVolume)
+			bounded(c, q, "failurePercentage.threshold", fp.Threshold, "circuitBreaker.failurePercentage.threshold")
+			bounded(c, q, "failurePercentage.minimumHosts", fp.MinimumHosts, "circuitBreaker.failurePercentage.minimumHosts")
+			bounded(c, q, "failurePercentage.requestVolume", fp.RequestVolume, "circuitBreaker.failurePercentage.requestVolume")
 		}
 		if sr := cb.SuccessRate; sr != nil {
-			if f := sr.StdevFactor; f != nil && (*f <= 0 || *f*1000 > math.MaxUint32) {
-				c.add(q+".successRate.stdevFactor", "must be greater than 0 and at most %d, got %g", math.MaxUint32/1000, *f)
-			}
-			nonNeg(c, q, "successRate.minimumHosts", sr.MinimumHosts)
-			nonNeg(c, q, "successRate.requestVolume", sr.RequestVolume)
+			// Envoy reads the factor in thousandths: 1.9 is sent as 1900.
+			boundedNumber(c, q+".successRate.stdevFactor", sr.StdevFactor, "circuitBreaker.successRate.stdevFactor")
+			bounded(c, q, "successRate.minimumHosts", sr.MinimumHosts, "circuitBreaker.successRate.minimumHosts")
+			bounded(c, q, "successRate.requestVolume", sr.RequestVolume, "circuitBreaker.successRate.requestVolume")
 		}
 	}
 	if b := cl.Bulkhead; b != nil {
 		q := p + ".bulkhead"
-		atLeastOne(c, q, "maxConnections", b.MaxConnections)
-		nonNeg(c, q, "maxPendingRequests", b.MaxPendingRequests)
-		atLeastOne(c, q, "maxRequests", b.MaxRequests)
-		nonNeg(c, q, "maxRetries", b.MaxRetries)
-		atLeastOne(c, q, "maxRequestsPerConnection", b.MaxRequestsPerConnection)
+		bounded(c, q, "maxConnections", b.MaxConnections, "bulkhead.maxConnections")
+		bounded(c, q, "maxPendingRequests", b.MaxPendingRequests, "bulkhead.maxPendingRequests")
+		bounded(c, q, "maxRequests", b.MaxRequests, "bulkhead.maxRequests")
+		bounded(c, q, "maxRetries", b.MaxRetries, "bulkhead.maxRetries")
+		bounded(c, q, "maxRequestsPerConnection", b.MaxRequestsPerConnection, "bulkhead.maxRequestsPerConnection")
 	}
 	if rb := cl.RetryBudget; rb != nil {
 		q := p + ".retryBudget"
-		if rb.Percent != nil && (*rb.Percent < 0 || *rb.Percent > 100) {
-			c.add(q+".percent", "must be a percentage between 0 and 100, got %g", *rb.Percent)
-		}
-		nonNeg(c, q, "minConcurrency", rb.MinConcurrency)
+		boundedNumber(c, q+".percent", rb.Percent, "retries.budget.percent")
+		bounded(c, q, "minConcurrency", rb.MinConcurrency, "retries.budget.minConcurrency")
 	}
 	if hc := cl.HealthCheck; hc != nil {
 		checkHealthCheck(c, p+".healthCheck", hc)
@@ -352,9 +370,7 @@ func checkHealthCheck(c *checker, q string, hc *policies.HealthCheck) {
 			c.add(q+".http.path", "must start with /, got %q", hc.HTTP.Path)
 		}
 		for i, st := range hc.HTTP.ExpectedStatuses {
-			if st < 100 || st > 599 {
-				c.add(fmt.Sprintf("%s.http.expectedStatuses[%d]", q, i), "must be an HTTP status between 100 and 599, got %d", st)
-			}
+			boundedInt(c, fmt.Sprintf("%s.http.expectedStatuses[%d]", q, i), st, "healthCheck.http.expectedStatuses")
 		}
 	}
 	if hc.GRPC != nil {
@@ -380,6 +396,6 @@ func checkHealthCheck(c *checker, q string, hc *policies.HealthCheck) {
 	if hc.HealthyThreshold == nil {
 		c.add(q+".healthyThreshold", "required")
 	}
-	atLeastOne(c, q, "unhealthyThreshold", hc.UnhealthyThreshold)
-	atLeastOne(c, q, "healthyThreshold", hc.HealthyThreshold)
+	bounded(c, q, "unhealthyThreshold", hc.UnhealthyThreshold, "healthCheck.unhealthyThreshold")
+	bounded(c, q, "healthyThreshold", hc.HealthyThreshold, "healthCheck.healthyThreshold")
 }

@@ -53,10 +53,8 @@ func checkRoutes(c *checker, p string, routes []*Route) {
 }
 
 func checkRetry(c *checker, q string, r *Retry) {
-	if r.Attempts < 0 {
-		c.add(q+".attempts", "must not be negative, got %d", r.Attempts)
-	}
-	if r.Attempts == 0 {
+	boundedInt(c, q+".attempts", r.Attempts, "retries.attempts")
+	if r.Attempts <= 0 {
 		return // retries disabled: the rest is never used
 	}
 	positive(c, q, "perTryTimeout", r.PerTryTimeout)
@@ -74,9 +72,7 @@ func checkRetry(c *checker, q string, r *Retry) {
 		}
 	}
 	for i, code := range r.StatusCodes {
-		if code < 100 || code > 599 {
-			c.add(fmt.Sprintf("%s.statusCodes[%d]", q, i), "must be an HTTP status between 100 and 599, got %d", code)
-		}
+		boundedInt(c, fmt.Sprintf("%s.statusCodes[%d]", q, i), code, "retries.statusCodes")
 	}
 	for i, m := range r.Methods {
 		if !isMethod(m) {
@@ -144,9 +140,11 @@ func (f *Fault) Validate() error {
 	return c.err()
 }
 
+// checkPercent checks the share of calls a fault hits: more than 0 (a fault
+// that hits nothing is refused by policy validation too) and at most 100.
 func checkPercent(c *checker, path string, v float64) {
-	if v < 0 || v > 100 {
-		c.add(path, "must be a percentage between 0 and 100, got %g", v)
+	if v <= 0 || v > 100 {
+		c.add(path, "must be a percentage greater than 0 and at most 100, got %g", v)
 	}
 }
 

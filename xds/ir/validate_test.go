@@ -61,7 +61,7 @@ func TestServiceValidateReportsPaths(t *testing.T) {
 		{"ejection percent", func(s *Service) { s.Cluster.CircuitBreaker.MaxEjectionPercent = policies.Ptr(101) }, []string{"services[payments].cluster.circuitBreaker.maxEjectionPercent: must be a percentage"}},
 		{"stdev factor", func(s *Service) {
 			s.Cluster.CircuitBreaker.SuccessRate = &policies.SuccessRate{StdevFactor: policies.Ptr(0.0)}
-		}, []string{"services[payments].cluster.circuitBreaker.successRate.stdevFactor: must be greater than 0"}},
+		}, []string{"services[payments].cluster.circuitBreaker.successRate.stdevFactor: must be between 0.001 and 4294967.295, got 0"}},
 		{"bulkhead", func(s *Service) { s.Cluster.Bulkhead.MaxRequests = policies.Ptr(0) }, []string{"services[payments].cluster.bulkhead.maxRequests: must be between 1"}},
 		{"budget", func(s *Service) { s.Cluster.RetryBudget.Percent = policies.Ptr(120.0) }, []string{"services[payments].cluster.retryBudget.percent: must be a percentage"}},
 		{"two probes", func(s *Service) { s.Cluster.HealthCheck.TCP = &policies.TCPHealthCheck{} }, []string{"services[payments].cluster.healthCheck: set exactly one of http, grpc and tcp, got 2"}},

@@ -187,12 +187,16 @@ func routeSpec(set *policies.Set, source, name, prefix string) policies.PolicySp
 func routeFrom(prefix string, spec policies.PolicySpec) *ir.Route {
 	r := &ir.Route{PathPrefix: prefix}
 	if t := spec.Timeouts; t != nil {
-		r.Timeout, r.IdleTimeout = t.Request, t.Idle
+		r.Timeout, r.IdleTimeout = routeTimeout(t.Request), routeTimeout(t.Idle)
 	}
 	if rt := spec.Retries; rt != nil {
+		perTry := rt.PerTryTimeout
+		if perTry != nil && perTry.IsOff() {
+			perTry = nil // Envoy reads no per-try timeout as "bounded by the route timeout only"
+		}
 		r.Retry = &ir.Retry{
 			Attempts:      *rt.Attempts,
-			PerTryTimeout: rt.PerTryTimeout,
+			PerTryTimeout: perTry,
 			On:            slices.Clone(rt.On),
 			StatusCodes:   slices.Clone(rt.StatusCodes),
 			Methods:       slices.Clone(rt.Methods),
@@ -201,6 +205,16 @@ func routeFrom(prefix string, spec policies.PolicySpec) *ir.Route {
 		}
 	}
 	return r
+}
+
+// routeTimeout maps a route timeout of a policy into the IR: a timeout
+// switched off becomes 0s, the IR's "no timeout" (unset would let Envoy's
+// defaults apply: 15 s for a route, the stream idle timeout for idle).
+func routeTimeout(d *policies.Duration) *policies.Duration {
+	if d != nil && d.IsOff() {
+		return policies.Dur(0)
+	}
+	return d
 }
 
 // faultFor returns the experiment in force on a route: the first (by name)

@@ -19,11 +19,13 @@ func applyConnectTimeout(c *clusterv3.Cluster, cl *ir.ClusterPolicy) {
 
 // applyRouteTimeouts maps timeouts.request and timeouts.idle. Envoy: the
 // route timeout (Envoy's default of 15s applies when unset) and the idle
-// timeout. gRPC: max_stream_duration, the only deadline it reads; it has
+// timeout; 0s, a timeout switched off, is sent as it is: Envoy reads a
+// zero route or idle timeout as none. gRPC: max_stream_duration, the only
+// deadline it reads, left out when the timeout is off (no deadline); it has
 // no idle timeout.
 func applyRouteTimeouts(flavor ir.Flavor, a *routev3.RouteAction, r *ir.Route) {
 	if flavor == ir.FlavorGRPC {
-		if r.Timeout != nil {
+		if r.Timeout != nil && *r.Timeout > 0 {
 			a.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: dur(*r.Timeout)}
 		}
 		return

@@ -55,6 +55,9 @@ var auditItems = []auditItem{
 		if sp.Timeouts == nil || sp.Timeouts.Request == nil {
 			return false, "calls have no request timeout: a slow dependency holds callers forever"
 		}
+		if sp.Timeouts.Request.IsOff() {
+			return false, "the request timeout is switched off (timeouts.request: off): a slow dependency holds callers forever"
+		}
 		return true, "request timeout " + sp.Timeouts.Request.String()
 	}, "set timeouts.request (for example 3s) in a policy targeting %[1]s, or in a mesh default with target.service \"*\""},
 	{api.AuditCircuitBreaker, "circuitBreaker.", func(_ *policies.Set, sp *policies.PolicySpec) (bool, string) {

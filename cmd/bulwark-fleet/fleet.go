@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/bulwarkmesh/bulwark/test/envoymodel"
 )
 
 // Resource types, in the order Envoy asks for them over ADS.
@@ -58,7 +60,19 @@ type fleetOptions struct {
 	grpcTargets []string
 	// nodePrefix makes node IDs unique across simulator runs.
 	nodePrefix string
+	// warming runs Envoy proxies as test/envoymodel instances (see
+	// model.go); without it they ACK whatever arrives.
+	warming bool
+	// initialFetchTimeout is the models' initial_fetch_timeout where the
+	// config source sets none; zero is Envoy's default (15 s).
+	initialFetchTimeout time.Duration
+	// recvHook, if set, sees every response a model receives before the
+	// model does, on the model's receive loop (tests use it to hold some).
+	recvHook func(p *proxy, msg any)
 }
+
+// useModel reports whether the proxies are envoymodel instances.
+func (o fleetOptions) useModel() bool { return o.warming && o.flavor == flavorEnvoy }
 
 // fleet is every simulated proxy and the connections they share.
 type fleet struct {
@@ -68,10 +82,12 @@ type fleet struct {
 	mu      sync.Mutex
 	conns   []*grpc.ClientConn
 	proxies []*proxy
+	byID    map[string]*proxy // the warming client's interceptor finds proxies by node ID
 
 	warm       atomic.Int64 // proxies warm on their current stream
 	streams    atomic.Int64 // streams opened, all generations
 	failures   atomic.Int64 // streams that ended with an error
+	nacks      atomic.Int64 // NACKs sent (warming client only)
 	lastChange atomic.Int64 // unix nanos of the last ACK of a changed version
 
 	wg     sync.WaitGroup
@@ -81,14 +97,18 @@ type fleet struct {
 
 func newFleet(opt fleetOptions) *fleet {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &fleet{opt: opt, parser: newParser(), ctx: ctx, cancel: cancel}
+	return &fleet{opt: opt, parser: newParser(), ctx: ctx, cancel: cancel, byID: map[string]*proxy{}}
 }
 
 // dial opens one more shared gRPC connection. The connection backoff is
 // short and jittered, as Envoy's is for its xDS cluster, so a restarted
 // control plane is found again within a fraction of a second.
 func (f *fleet) dial() (*grpc.ClientConn, error) {
-	return grpc.NewClient(f.opt.xdsAddr,
+	var watch []grpc.DialOption
+	if f.opt.useModel() {
+		watch = append(watch, grpc.WithStreamInterceptor(f.watchStream))
+	}
+	return grpc.NewClient(f.opt.xdsAddr, append(watch,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
@@ -99,11 +119,19 @@ func (f *fleet) dial() (*grpc.ClientConn, error) {
 		// by flow control on a busy connection.
 		grpc.WithInitialWindowSize(4<<20),
 		grpc.WithInitialConnWindowSize(16<<20),
-	)
+	)...)
 }
 
 // add starts n more proxies spread over the given sources, round robin.
 func (f *fleet) add(n int, sources []string) error {
+	var models []*proxy
+	defer func() {
+		// Started without f.mu: a model's first request goes through the
+		// interceptor, which looks the proxy up under f.mu.
+		for _, p := range models {
+			p.startModel()
+		}
+	}()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := 0; i < n; i++ {
@@ -123,6 +151,11 @@ func (f *fleet) add(n int, sources []string) error {
 		}
 		p.node = p.makeNode()
 		f.proxies = append(f.proxies, p)
+		if f.opt.useModel() {
+			f.byID[p.id] = p
+			models = append(models, p)
+			continue
+		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
@@ -159,6 +192,11 @@ func (f *fleet) waitWarm(ctx context.Context, n int, timeout time.Duration) (tim
 // close stops every stream and connection.
 func (f *fleet) close() {
 	f.cancel()
+	for _, p := range f.all() {
+		if p.model != nil {
+			p.model.Close()
+		}
+	}
 	f.wg.Wait()
 	for _, c := range f.conns {
 		c.Close()
@@ -190,6 +228,12 @@ type proxy struct {
 	known     [numTypes]map[string]string
 	deltaRefs map[string]refs
 	measure   measurement
+
+	// The warming client: the model, its reconnect backoff, and the delta
+	// responses not yet ACKed (nonce → system version).
+	model          *envoymodel.Envoy
+	reconnectDelay time.Duration
+	nonces         [numTypes][]pendingNonce
 }
 
 // measurement is a proxy's view of one change: the versions it had ACKed
@@ -199,6 +243,14 @@ type measurement struct {
 	base      [numTypes]string
 	changedAt [numTypes]time.Time
 	changedTo [numTypes]string
+	// The warming client: a changed version was ACKed and the model has not
+	// been seen all warm since (awaitWarm); when it was (warmAt); whether a
+	// cluster or listener had warmed by timeout by then (byTimeout, over
+	// baseTimeouts when the change was written).
+	awaitWarm    bool
+	warmAt       time.Time
+	byTimeout    bool
+	baseTimeouts int
 }
 
 func (p *proxy) makeNode() *corev3.Node {
@@ -258,6 +310,11 @@ func (p *proxy) begin() {
 	defer p.mu.Unlock()
 	p.gen++
 	p.opened = time.Now()
+	if p.model != nil {
+		// A model's stream needs what it asks for on it (see requested).
+		p.need, p.nonces = [numTypes]bool{}, [numTypes][]pendingNonce{}
+		return
+	}
 	for t := range numTypes {
 		p.need[t] = p.wildcard(t) || len(p.names[t]) > 0
 	}
@@ -311,9 +368,10 @@ func (p *proxy) recordAck(t int, version string) {
 	changed := m.active && version != m.base[t]
 	if changed {
 		m.changedAt[t], m.changedTo[t] = now, version
+		m.awaitWarm = p.model != nil
 	}
 	becameWarm := false
-	if !p.isWarm && p.warmLocked() {
+	if p.model == nil && !p.isWarm && p.warmLocked() {
 		p.isWarm, p.warmAt, becameWarm = true, now, true
 	}
 	p.mu.Unlock()
@@ -337,6 +395,10 @@ func (p *proxy) warmLocked() bool {
 
 // describe tells what a proxy is waiting for, for error messages.
 func (p *proxy) describe() string {
+	var warming string
+	if p.model != nil { // before p.mu: the model calls in with its own lock held
+		warming = fmt.Sprintf("warming clusters %v, listeners %v", p.model.WarmingClusters(), p.model.WarmingListeners())
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var parts []string
@@ -349,6 +411,9 @@ func (p *proxy) describe() string {
 			state = "waiting (last ACKed " + p.acked[t] + ")"
 		}
 		parts = append(parts, fmt.Sprintf("%s %s %d names", typeName[t], state, len(p.names[t])))
+	}
+	if warming != "" {
+		parts = append(parts, warming)
 	}
 	return fmt.Sprintf("%s (%s, stream %d): %s", p.id, p.group(), p.gen, strings.Join(parts, "; "))
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +43,8 @@ func TestConvergeEveryFlavor(t *testing.T) {
 	for _, c := range [][]string{
 		{"--protocol", "sotw"},
 		{"--protocol", "delta"},
+		{"--protocol", "sotw", "--warming=false"},
+		{"--protocol", "delta", "--warming=false"},
 		{"--flavor", "grpc", "--grpc-targets", "2"},
 	} {
 		t.Run(strings.Join(c, " "), func(t *testing.T) {
@@ -60,6 +64,8 @@ func TestConvergeEveryFlavor(t *testing.T) {
 				require.Positive(t, w.Revision)
 				require.LessOrEqual(t, w.P50Ms, w.P99Ms)
 				require.LessOrEqual(t, w.P99Ms, w.MaxMs)
+				require.Zero(t, w.WarmedByTimeout)
+				require.Zero(t, w.NACKs)
 			}
 			require.Greater(t, rep.Writes[1].Revision, rep.Writes[0].Revision)
 			require.Equal(t, 24, rep.Convergence.Count)
@@ -68,6 +74,127 @@ func TestConvergeEveryFlavor(t *testing.T) {
 			require.Positive(t, rep.Memory.Loaded.HeapInuseBytes)
 			require.Zero(t, rep.Failures)
 		})
+	}
+}
+
+// TestClusterChange measures the built-in cluster-only change (a bulkhead
+// edit): clusters change, and their endpoints are sent again with them;
+// routes do not. The warming client converges once the new clusters warmed.
+func TestClusterChange(t *testing.T) {
+	for _, protocol := range []string{"sotw", "delta"} {
+		t.Run(protocol, func(t *testing.T) {
+			rep := runFleet(t, "--streams", "9", "--sources", "3", "--writes", "2", "--gap", "10ms", "--change", "cluster", "--protocol", protocol)
+			require.Equal(t, true, rep.Config["warming"])
+			for _, w := range rep.Writes {
+				require.Equal(t, 9, w.Converged)
+				require.Contains(t, w.Changed, "clusters")
+				require.NotContains(t, w.Changed, "routes")
+				require.Equal(t, 9, *w.ConfirmedByControlPlane)
+				require.Zero(t, w.WarmedByTimeout)
+				require.Zero(t, w.NACKs)
+			}
+			require.Zero(t, rep.WarmedByTimeout)
+		})
+	}
+}
+
+// TestWarmingClientConvergesOnlyOnceWarm holds back every endpoint
+// response that arrives after a cluster change was written. While they are
+// held, every proxy has a warming cluster and none has converged (the
+// model also holds its CDS ACK back); once they are released, every proxy
+// converges, and each one's CDS ACK and convergence come after the release.
+func TestWarmingClientConvergesOnlyOnceWarm(t *testing.T) {
+	for _, protocol := range []string{"sotw", "delta"} {
+		t.Run(protocol, func(t *testing.T) {
+			const streams = 6
+			var (
+				mu       sync.Mutex
+				held     = map[string]bool{}
+				fl       *fleet
+				release  = make(chan struct{})
+				allHeld  = make(chan struct{})
+				released time.Time
+			)
+			testRecvHook = func(p *proxy, msg any) {
+				if typeIndex(responseType(msg)) != tEDS {
+					return
+				}
+				p.mu.Lock()
+				measuring := p.measure.active
+				p.mu.Unlock()
+				if !measuring {
+					return
+				}
+				mu.Lock()
+				fl = p.f
+				if !held[p.id] {
+					held[p.id] = true
+					if len(held) == streams {
+						close(allHeld)
+					}
+				}
+				mu.Unlock()
+				<-release
+			}
+			defer func() { testRecvHook = nil }()
+			checked := make(chan []string, 1)
+			go func() {
+				var problems []string
+				defer func() { checked <- problems }()
+				select {
+				case <-allHeld:
+				case <-time.After(time.Minute):
+					problems = append(problems, "not every proxy received endpoints after the write")
+					close(release)
+					return
+				}
+				mu.Lock()
+				f := fl
+				mu.Unlock()
+				if o := f.evaluate(time.Now()); o.converged != 0 {
+					problems = append(problems, fmt.Sprintf("%d proxies converged with their endpoints held back", o.converged))
+				}
+				for _, p := range f.all() {
+					if len(p.model.WarmingClusters()) == 0 {
+						problems = append(problems, p.id+" has no warming cluster with its endpoints held back")
+					}
+				}
+				mu.Lock()
+				released = time.Now()
+				mu.Unlock()
+				close(release)
+			}()
+			rep := runFleet(t, "--streams", fmt.Sprint(streams), "--sources", "2", "--writes", "1", "--change", "cluster", "--protocol", protocol)
+			require.Empty(t, <-checked)
+			require.Equal(t, streams, rep.Writes[0].Converged)
+			require.Zero(t, rep.WarmedByTimeout)
+			for _, p := range fl.all() {
+				p.mu.Lock()
+				cdsAck, warmAt := p.measure.changedAt[tCDS], p.measure.warmAt
+				p.mu.Unlock()
+				require.False(t, cdsAck.Before(released), "%s ACKed the new clusters while they were warming", p.id)
+				require.False(t, warmAt.Before(released), "%s was warm before its endpoints arrived", p.id)
+			}
+		})
+	}
+}
+
+// TestAbuseIsBounded runs abusive clients next to a converging fleet: they
+// send what they were asked to (or are refused), stop by themselves, and the
+// fleet still converges.
+func TestAbuseIsBounded(t *testing.T) {
+	rep := runFleet(t, "--streams", "6", "--sources", "2", "--writes", "2", "--gap", "10ms",
+		"--abuse-types", "1200", "--abuse-clusters", "20", "--abuse-streams", "4")
+	a := rep.Abuse
+	require.NotNil(t, a)
+	require.Equal(t, 1200, a.Types)
+	require.Equal(t, 20, a.Clusters)
+	require.Positive(t, a.TypesSent)
+	require.LessOrEqual(t, a.TypesSent, int64(1200))
+	require.LessOrEqual(t, a.ClustersSent, int64(20))
+	require.Positive(t, a.Streams)
+	for _, w := range rep.Writes {
+		require.Equal(t, 6, w.Converged)
 	}
 }
 
@@ -144,6 +271,8 @@ func TestFlagsAreChecked(t *testing.T) {
 		{"--streams", "2", "--sources", "3"},
 		{"--scenario", "cold"},
 		{"--embedded", "--server-cmd", "bulwark"},
+		{"--change", "listener"},
+		{"--abuse-types", "-1"},
 		{"extra"},
 	} {
 		var out, errOut bytes.Buffer
@@ -209,6 +338,7 @@ func TestMarkdownSummary(t *testing.T) {
 	text := string(b)
 	require.Contains(t, text, "#### bulwark-fleet converge")
 	require.Contains(t, text, "--append-md")
-	require.Contains(t, text, "| write → every stream ACKed | p50 ")
 	require.Contains(t, text, "| memory per connected proxy |")
+	require.Contains(t, text, "| write → every stream ACKed and warm | p50 ")
+	require.Contains(t, text, "| warmed by timeout / NACKs | 0 / 0 |")
 }

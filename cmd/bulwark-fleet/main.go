@@ -57,9 +57,12 @@ type options struct {
 	grpcTargets    int
 	backoffBase    time.Duration
 	backoffMax     time.Duration
+	warming        bool
+	fetchTimeout   time.Duration
 
 	seedServices int
 	changeFile   string
+	change       string
 	target       string
 	writes       int
 	perGroup     bool
@@ -76,6 +79,11 @@ type options struct {
 	quiet        time.Duration
 	churnTargets int
 	writers      int
+
+	abuseTypes    int
+	abuseClusters int
+	abuseStreams  int
+	abuseFor      time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -107,9 +115,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.grpcTargets, "grpc-targets", 3, "--flavor grpc: services each client dials (xds:///name), the change's target first")
 	fs.DurationVar(&o.backoffBase, "backoff-base", 250*time.Millisecond, "reconnect backoff: first delay (full jitter)")
 	fs.DurationVar(&o.backoffMax, "backoff-max", 5*time.Second, "reconnect backoff: longest delay")
+	fs.BoolVar(&o.warming, "warming", true, "--flavor envoy: run every proxy as an Envoy ADS model (test/envoymodel: validates, NACKs, warms clusters and listeners, holds the CDS ACK while a cluster warms); a proxy has converged once it ACKed the new config and nothing is warming. --warming=false: ACK whatever arrives")
+	fs.DurationVar(&o.fetchTimeout, "initial-fetch-timeout", 0, "--warming: the models' initial_fetch_timeout (0: Envoy's 15 s); a resource warmed by it counts as not converged")
 
 	fs.IntVar(&o.seedServices, "seed-services", 0, "write services svc-00000… with a policy each before measuring (missing sources are always seeded)")
 	fs.StringVar(&o.changeFile, "change-file", "", "the change: a policy (PUT /v1/policies/NAME) or a bundle (POST /v1/apply); default flips the request timeout of --target between 3s and 4s")
+	fs.StringVar(&o.change, "change", changeRoute, "the built-in change: route (flip timeouts.request of --target between 3s and 4s: route configurations only) | cluster (flip bulkhead.maxConnections of --target between 100 and 101: clusters only)")
 	fs.StringVar(&o.target, "target", "", "the service whose policy the built-in change flips (default: the first service)")
 	fs.IntVar(&o.writes, "writes", 3, "converge: measured writes, one after the other")
 	fs.BoolVar(&o.perGroup, "per-group", false, "converge: report every group's convergence too")
@@ -125,6 +136,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.quiet, "quiet", 30*time.Second, "churn: quiet time before heap and goroutines are compared with the baseline")
 	fs.IntVar(&o.churnTargets, "churn-targets", 50, "churn: services whose policies the writes rotate over")
 	fs.IntVar(&o.writers, "writers", 128, "churn: writes in flight at most (writers in parallel)")
+	fs.IntVar(&o.abuseTypes, "abuse-types", 0, "converge: while the fleet converges, abusive clients ask for this many distinct garbage type URLs in all")
+	fs.IntVar(&o.abuseClusters, "abuse-clusters", 0, "converge: ... and open streams with this many distinct node.cluster values, each subscribing to clusters and listeners")
+	fs.IntVar(&o.abuseStreams, "abuse-streams", 16, "abusive streams open at once")
+	fs.DurationVar(&o.abuseFor, "abuse-max", 2*time.Minute, "the abusers stop after this long at the latest")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -168,6 +183,12 @@ func (o options) validate() error {
 	if o.backoffBase <= 0 || o.backoffMax < o.backoffBase {
 		errs = append(errs, errors.New("--backoff-base must be positive and at most --backoff-max"))
 	}
+	if o.change != changeRoute && o.change != changeCluster {
+		errs = append(errs, fmt.Errorf("--change must be route or cluster, got %q", o.change))
+	}
+	if o.abuseTypes < 0 || o.abuseClusters < 0 || o.abuseStreams < 1 || o.abuseFor <= 0 {
+		errs = append(errs, errors.New("--abuse-types and --abuse-clusters must not be negative, --abuse-streams and --abuse-max positive"))
+	}
 	if o.scenario == "cold" && o.seedServices < 1 {
 		errs = append(errs, errors.New("--scenario cold needs --seed-services"))
 	}
@@ -192,9 +213,13 @@ type report struct {
 	Storm        *stormReport   `json:"storm,omitempty"`
 	Churn        *churnReport   `json:"churn,omitempty"`
 	Cold         *coldReport    `json:"cold,omitempty"`
-	Streams      int64          `json:"streamsOpened"`
-	Failures     int64          `json:"streamFailures"`
-	Error        string         `json:"error,omitempty"`
+	Abuse        *abuseReport   `json:"abuse,omitempty"`
+	// WarmedByTimeout and NACKs total the writes' (warming client).
+	WarmedByTimeout int    `json:"warmedByTimeout"`
+	NACKs           int64  `json:"nacks"`
+	Streams         int64  `json:"streamsOpened"`
+	Failures        int64  `json:"streamFailures"`
+	Error           string `json:"error,omitempty"`
 }
 
 // warmup: the pilot (one proxy per group) first, then the rest.
@@ -212,6 +237,14 @@ type memory struct {
 	ProxiesAdded      int      `json:"proxiesAdded"`
 	PerProxyHeapBytes int64    `json:"perProxyHeapBytes"`
 	PerProxyRSSBytes  int64    `json:"perProxyRSSBytes"`
+	// PerProxyVmRSSBytes is the same from the control plane's VmRSS
+	// (/proc/<pid>/status), when the simulator knows its process.
+	PerProxyVmRSSBytes int64 `json:"perProxyVmRSSBytes,omitempty"`
+	// What one more simulated stream costs the simulator (heap in use and
+	// VmRSS of its own process; with --embedded the RSS includes the
+	// control plane).
+	SimPerStreamHeapBytes int64 `json:"simulatorPerStreamHeapBytes,omitempty"`
+	SimPerStreamRSSBytes  int64 `json:"simulatorPerStreamRSSBytes,omitempty"`
 }
 
 func main() {
@@ -230,7 +263,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	rep, err := measure(ctx, o, log)
+	progress := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "bulwark-fleet: "+format+"\n", a...)
+	}
+	rep, err := measure(ctx, o, log, progress)
 	if err != nil {
 		rep.Error = err.Error()
 	}
@@ -254,11 +290,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // measure runs one scenario and fills the report as far as it gets.
-func measure(ctx context.Context, o options, log *slog.Logger) (*report, error) {
+func measure(ctx context.Context, o options, log *slog.Logger, progress func(string, ...any)) (*report, error) {
 	rep := &report{Scenario: o.scenario, Label: o.label, Machine: readMachine(), Config: map[string]any{
 		"streams": o.streams, "streamsPerConn": o.streamsPerConn, "protocol": o.protocol, "flavor": o.flavor,
 		"sources": o.sources, "seedServices": o.seedServices, "gomaxprocs": runtime.GOMAXPROCS(0),
+		"warming": o.warming && o.flavor == flavorEnvoy, "change": o.change,
 	}}
+	t := time.Now()
 	var cp controlPlane
 	var err error
 	switch {
@@ -277,13 +315,14 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*report, error) 
 	}
 	defer cp.stop()
 	rep.Shared = cp.shared()
+	progress("control plane: %s, ready in %.2f s (pid %d)", rep.ControlPlane, time.Since(t).Seconds(), cp.pid())
 	w, err := newWriter(ctx, o.writeVia, cp.adminURL(), o.token, cp.store(), o.etcd, o.prefix)
 	if err != nil {
 		return rep, err
 	}
 	defer w.close()
 	rep.WriteVia = w.via
-	s := &session{opt: o, cp: cp, w: w, http: &http.Client{Timeout: 60 * time.Second}, rep: rep}
+	s := &session{opt: o, cp: cp, w: w, http: &http.Client{Timeout: 60 * time.Second}, rep: rep, progress: progress, recvHook: testRecvHook}
 
 	if o.seedServices > 0 {
 		t := time.Now()
@@ -291,6 +330,7 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*report, error) 
 			return rep, err
 		}
 		rep.SeedSeconds = secs(time.Since(t))
+		progress("seed: %d services with a policy each in %.2f s (via %s)", o.seedServices, rep.SeedSeconds, w.via)
 	}
 	if o.scenario == "cold" {
 		return rep, s.cold(ctx)
@@ -333,9 +373,17 @@ func measure(ctx context.Context, o options, log *slog.Logger) (*report, error) 
 	case "converge":
 		return rep, s.converge(ctx)
 	case "storm":
-		return rep, s.storm(ctx)
+		err := s.storm(ctx)
+		if st := rep.Storm; st != nil {
+			progress("storm: restart → ready %.2f s, %d/%d streams warm again %.2f s after the kill", st.RestartSeconds, st.Reacked, st.Total, st.AllAckedSeconds)
+		}
+		return rep, err
 	default:
-		return rep, s.churn(ctx)
+		err := s.churn(ctx)
+		if c := rep.Churn; c != nil {
+			progress("churn: %d writes in %.0f s (%d failed), %.2f cores, %d builds; final write converged %d/%d", c.Writes, c.Seconds, c.Failed, c.CPUCores, c.Builds, c.Final.Converged, c.Final.Total)
+		}
+		return rep, err
 	}
 }
 
@@ -384,14 +432,20 @@ func (s *session) prepare(ctx context.Context) error {
 		xdsAddr: s.cp.xdsAddr(), protocol: o.protocol, flavor: o.flavor, streamsPerConn: o.streamsPerConn,
 		backoffBase: o.backoffBase, backoffMax: o.backoffMax, grpcTargets: targets,
 		nodePrefix: fmt.Sprintf("fleet-%d", time.Now().UnixNano()%1e9),
+		warming:    o.warming, initialFetchTimeout: o.fetchTimeout, recvHook: s.recvHook,
 	})
 	if err := s.fl.add(o.sources, s.sources); err != nil {
 		return err
+	}
+	client := "ACK everything"
+	if s.fl.opt.useModel() {
+		client = "Envoy model, warming"
 	}
 	pilot, err := s.fl.waitWarm(ctx, o.sources, o.warmTimeout)
 	if err != nil {
 		return fmt.Errorf("pilot: %w", err)
 	}
+	s.progress("pilot: %d streams (one per group, %s/%s, %s) warm in %.2f s", o.sources, o.flavor, o.protocol, client, pilot.Seconds())
 	base, err := memoryAt(ctx, s.cp, s.http)
 	if err != nil {
 		return err
@@ -404,6 +458,8 @@ func (s *session) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.progress("fleet: %d streams over %d connections warm in %.2f s (%d services, %d stream failures)",
+		o.streams, len(s.fl.conns), all.Seconds(), len(names), s.fl.failures.Load())
 	loaded, err := memoryAt(ctx, s.cp, s.http)
 	if err != nil {
 		return err
@@ -412,8 +468,13 @@ func (s *session) prepare(ctx context.Context) error {
 	if m.ProxiesAdded > 0 {
 		m.PerProxyHeapBytes = (loaded.HeapInuseBytes - base.HeapInuseBytes) / int64(m.ProxiesAdded)
 		m.PerProxyRSSBytes = (loaded.RSSBytes - base.RSSBytes) / int64(m.ProxiesAdded)
+		m.PerProxyVmRSSBytes = (loaded.VmRSSBytes - base.VmRSSBytes) / int64(m.ProxiesAdded)
+		m.SimPerStreamHeapBytes = (loaded.SimHeapInuseBytes - base.SimHeapInuseBytes) / int64(m.ProxiesAdded)
+		m.SimPerStreamRSSBytes = (loaded.SimVmRSSBytes - base.SimVmRSSBytes) / int64(m.ProxiesAdded)
 	}
 	s.rep.Memory = m
+	s.progress("memory: control plane %.1f KB heap, %.1f KB VmRSS per proxy (VmRSS %.0f → %.0f MB); simulator %.1f KB heap per stream",
+		float64(m.PerProxyHeapBytes)/1024, float64(m.PerProxyVmRSSBytes)/1024, mb(base.VmRSSBytes), mb(loaded.VmRSSBytes), float64(m.SimPerStreamHeapBytes)/1024)
 	return nil
 }
 
@@ -432,12 +493,14 @@ func (s *session) cold(ctx context.Context) error {
 		return err
 	}
 	rep.ReadySeconds = secs(time.Since(start))
+	s.progress("cold: ready %.2f s after start with %d services", rep.ReadySeconds, len(names))
 	if s.opt.streams > 0 {
 		s.sources = names[:min(s.opt.sources, len(names))]
 		s.fl = newFleet(fleetOptions{
 			xdsAddr: s.cp.xdsAddr(), protocol: s.opt.protocol, flavor: s.opt.flavor, streamsPerConn: s.opt.streamsPerConn,
 			backoffBase: s.opt.backoffBase, backoffMax: s.opt.backoffMax, grpcTargets: names[:min(s.opt.grpcTargets, len(names))],
 			nodePrefix: fmt.Sprintf("fleet-%d", time.Now().UnixNano()%1e9),
+			warming:    s.opt.warming, initialFetchTimeout: s.opt.fetchTimeout,
 		})
 		defer s.fl.close()
 		if err := s.fl.add(s.opt.streams, s.sources); err != nil {
@@ -447,6 +510,7 @@ func (s *session) cold(ctx context.Context) error {
 			return err
 		}
 		rep.WarmSeconds = secs(time.Since(start))
+		s.progress("cold: %d streams warm %.2f s after start", s.opt.streams, rep.WarmSeconds)
 	}
 	rep.After, _ = memoryAt(ctx, s.cp, s.http)
 	return nil

@@ -37,6 +37,10 @@ func writeMarkdown(w io.Writer, args []string, rep *report) error {
 		row("control plane", "%s", cp)
 	}
 	row("streams", "%v %v/%v over %v source services (%d services in the mesh)", rep.Config["streams"], rep.Config["protocol"], rep.Config["flavor"], rep.Config["sources"], rep.Services)
+	warming := rep.Config["warming"] == true
+	if warming {
+		row("client", "Envoy model (test/envoymodel): converged = ACKed the new config and nothing warming; %v change", rep.Config["change"])
+	}
 	if rep.Error != "" {
 		row("error", "%s", rep.Error)
 	}
@@ -44,8 +48,9 @@ func writeMarkdown(w io.Writer, args []string, rep *report) error {
 		row("fleet warm (every stream ACKed every type)", "%.2f s", w.FleetSeconds)
 	}
 	if mem := rep.Memory; mem != nil {
-		row("memory per connected proxy", "%.1f KB heap, %.1f KB RSS (%d proxies added beyond one per group)",
-			float64(mem.PerProxyHeapBytes)/1024, float64(mem.PerProxyRSSBytes)/1024, mem.ProxiesAdded)
+		row("memory per connected proxy", "%.1f KB heap, %.1f KB RSS, %.1f KB VmRSS (%d proxies added beyond one per group)",
+			float64(mem.PerProxyHeapBytes)/1024, float64(mem.PerProxyRSSBytes)/1024, float64(mem.PerProxyVmRSSBytes)/1024, mem.ProxiesAdded)
+		row("simulator per stream", "%.1f KB heap, %.1f KB VmRSS", float64(mem.SimPerStreamHeapBytes)/1024, float64(mem.SimPerStreamRSSBytes)/1024)
 		row("control plane with the fleet", "%.0f MB heap, %.0f MB RSS, %d goroutines",
 			mb(mem.Loaded.HeapInuseBytes), mb(mem.Loaded.RSSBytes), mem.Loaded.Goroutines)
 	}
@@ -54,8 +59,15 @@ func writeMarkdown(w io.Writer, args []string, rep *report) error {
 		for _, w := range rep.Writes {
 			converged, total = converged+w.Converged, total+w.Total
 		}
-		row("write → every stream ACKed", "p50 %.0f ms, p90 %.0f ms, p99 %.0f ms, max %.0f ms (%d writes, %d/%d stream convergences)",
+		what := "write → every stream ACKed"
+		if warming {
+			what = "write → every stream ACKed and warm"
+		}
+		row(what, "p50 %.0f ms, p90 %.0f ms, p99 %.0f ms, max %.0f ms (%d writes, %d/%d stream convergences)",
 			c.P50Ms, c.P90Ms, c.P99Ms, c.MaxMs, len(rep.Writes), converged, total)
+		if warming {
+			row("warmed by timeout / NACKs", "%d / %d", rep.WarmedByTimeout, rep.NACKs)
+		}
 	}
 	if s := rep.Storm; s != nil {
 		row("restart → ready", "%.2f s", s.RestartSeconds)
@@ -72,6 +84,10 @@ func writeMarkdown(w io.Writer, args []string, rep *report) error {
 		row("heap baseline → after quiet", "live %.1f → %.1f MB (ratio %.2f); in use %.1f → %.1f MB (ratio %.2f)",
 			mb(c.Baseline.HeapAllocBytes), mb(c.After.HeapAllocBytes), c.LiveHeapRatio, mb(c.Baseline.HeapInuseBytes), mb(c.After.HeapInuseBytes), c.HeapRatio)
 		row("goroutines baseline → after quiet", "%d → %d", c.Baseline.Goroutines, c.After.Goroutines)
+	}
+	if a := rep.Abuse; a != nil {
+		row("abuse during the writes", "%d/%d garbage type URLs, %d/%d node.cluster values over %d streams in %.1f s; stream errors %v",
+			a.TypesSent, a.Types, a.ClustersSent, a.Clusters, a.Streams, a.Seconds, a.Errors)
 	}
 	if c := rep.Cold; c != nil {
 		row("start → ready", "%.2f s with %d services in etcd", c.ReadySeconds, c.Services)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +29,14 @@ type cpSample struct {
 	BuildSeconds   float64 `json:"-"`
 	Connected      int64   `json:"connectedProxies"`
 	GCForced       bool    `json:"gcForced"`
+	// VmRSSBytes is VmRSS of the control plane's process read from
+	// /proc/<pid>/status (a child process or this one), 0 when it runs
+	// elsewhere.
+	VmRSSBytes int64 `json:"vmRSSBytes,omitempty"`
+	// The simulator's own process after a collection: its heap in use and
+	// VmRSS (the same process as the control plane with --embedded).
+	SimHeapInuseBytes int64 `json:"simulatorHeapInuseBytes,omitempty"`
+	SimVmRSSBytes     int64 `json:"simulatorVmRSSBytes,omitempty"`
 	// convergence is the control plane's bulwark_convergence_seconds
 	// histogram: upper bound → cumulative count.
 	convergence map[float64]float64
@@ -106,6 +116,13 @@ func memoryAt(ctx context.Context, cp controlPlane, c *http.Client) (cpSample, e
 	forced := cp.forceGC(ctx)
 	s, err := sample(ctx, c, cp.adminURL())
 	s.GCForced = forced
+	s.VmRSSBytes = vmRSS(cp.pid())
+	if !cp.shared() {
+		runtime.GC()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.SimHeapInuseBytes, s.SimVmRSSBytes = int64(ms.HeapInuse), vmRSS(os.Getpid())
 	return s, err
 }
 
@@ -169,8 +186,9 @@ func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
 // ACKed now, and from now on when it ACKs different ones.
 func (f *fleet) mark() {
 	for _, p := range f.all() {
+		timeouts := p.warmedByTimeout()
 		p.mu.Lock()
-		p.measure = measurement{active: true, base: p.acked}
+		p.measure = measurement{active: true, base: p.acked, baseTimeouts: timeouts}
 		p.mu.Unlock()
 	}
 	f.lastChange.Store(0)
@@ -195,7 +213,9 @@ type outcome struct {
 // the write is the group's new version. A proxy has converged when, for
 // every type that changed in its group, it has ACKed that version; its
 // convergence time is its last such ACK minus t0 (just before the write was
-// sent). The control plane's own view (/v1/proxies: the store revision each
+// sent). With the warming client a proxy has also to be seen with nothing
+// warming after that ACK, none of it warmed by initial_fetch_timeout, and
+// its time is when it was seen so. The control plane's own view (/v1/proxies: the store revision each
 // proxy's ACKed config was built from) confirms it when the API is there.
 func (f *fleet) evaluate(t0 time.Time) outcome {
 	type newest struct {
@@ -254,6 +274,12 @@ func (f *fleet) evaluate(t0 time.Time) outcome {
 				last = p.measure.changedAt[t]
 			}
 		}
+		if ok && any && p.model != nil {
+			ok = !p.measure.awaitWarm && !p.measure.byTimeout
+			if p.measure.warmAt.After(last) {
+				last = p.measure.warmAt
+			}
+		}
 		p.mu.Unlock()
 		if ok && any {
 			out.converged++
@@ -287,4 +313,20 @@ func (f *fleet) waitConverged(ctx context.Context, t0 time.Time, settle, timeout
 			return o, true
 		}
 	}
+}
+
+// timeoutsSinceMark counts the clusters and listeners warmed by
+// initial_fetch_timeout since mark, over the fleet.
+func (f *fleet) timeoutsSinceMark() int {
+	n := 0
+	for _, p := range f.all() {
+		if p.model == nil {
+			continue
+		}
+		now := p.warmedByTimeout()
+		p.mu.Lock()
+		n += now - p.measure.baseTimeouts
+		p.mu.Unlock()
+	}
+	return n
 }

@@ -28,6 +28,11 @@ type writeReport struct {
 	Changed   []string `json:"changedTypes"`
 	Groups    int      `json:"groupsChanged"`
 	TimedOut  bool     `json:"timedOut,omitempty"`
+	// WarmedByTimeout (warming client) counts the clusters and listeners
+	// of the fleet that became active only because initial_fetch_timeout
+	// fired during the measurement; NACKs the NACKs sent. Both must be 0.
+	WarmedByTimeout int   `json:"warmedByTimeout"`
+	NACKs           int64 `json:"nacks"`
 	// PerGroup (with --per-group) shows the groups' convergence, slowest last.
 	PerGroup []groupLatency `json:"perGroup,omitempty"`
 	// BuildMs is the control plane's mean rebuild time during the
@@ -57,12 +62,18 @@ type session struct {
 	sources  []string
 	services []string // every service of the mesh, sorted
 	rep      *report
+	// recvHook is handed to the fleet (tests).
+	recvHook func(p *proxy, msg any)
+	progress func(format string, a ...any)
 }
 
 // change writes the change under measurement and returns its revision.
 func (s *session) write(ctx context.Context, target string) (int64, error) {
 	if s.change != nil {
 		return changeFile(ctx, s.w, s.change)
+	}
+	if s.opt.change == changeCluster {
+		return s.flip.flipCluster(ctx, target)
 	}
 	return s.flip.flip(ctx, target)
 }
@@ -71,6 +82,7 @@ func (s *session) write(ctx context.Context, target string) (int64, error) {
 func (s *session) measureWrite(ctx context.Context) (writeReport, []time.Duration, error) {
 	before, _ := sample(ctx, s.http, s.cp.adminURL())
 	s.fl.mark()
+	nacks := s.fl.nacks.Load()
 	t0 := time.Now()
 	rev, err := s.write(ctx, s.target)
 	if err != nil {
@@ -80,6 +92,7 @@ func (s *session) measureWrite(ctx context.Context) (writeReport, []time.Duratio
 	o, ok := s.fl.waitConverged(ctx, t0, s.opt.settle, s.opt.timeout)
 	wr.latencies = summarize(o.times)
 	wr.Converged, wr.Total, wr.Changed, wr.Groups, wr.TimedOut = o.converged, o.total, o.changed, o.groups, !ok
+	wr.WarmedByTimeout, wr.NACKs = s.fl.timeoutsSinceMark(), s.fl.nacks.Load()-nacks
 	if after, err := sample(ctx, s.http, s.cp.adminURL()); err == nil && after.Builds > before.Builds {
 		wr.BuildMs = round2((after.BuildSeconds - before.BuildSeconds) * 1000 / float64(after.Builds-before.Builds))
 	}
@@ -134,6 +147,24 @@ func (s *session) confirm(ctx context.Context, rev int64) (int, error) {
 
 // converge measures --writes changes, one after the other.
 func (s *session) converge(ctx context.Context) error {
+	if s.opt.abuseTypes > 0 || s.opt.abuseClusters > 0 {
+		a, err := startAbuse(ctx, s.cp.xdsAddr(), s.opt.abuseTypes, s.opt.abuseClusters, s.opt.abuseStreams, s.opt.abuseFor)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			r := a.stop()
+			s.rep.Abuse = r
+			s.progress("abuse: done after %.1f s: %d/%d garbage types and %d/%d clusters sent over %d streams, %d responses, stream errors %v",
+				r.Seconds, r.TypesSent, r.Types, r.ClustersSent, r.Clusters, r.Streams, r.Responses, r.Errors)
+		}()
+		// Let the abuse ramp up before the first write (2 s at most).
+		want := int64(min(1000, s.opt.abuseTypes+s.opt.abuseClusters))
+		for i := 0; i < 100 && a.sent() < want; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		s.progress("abuse: %d abusive streams at once, %d requests sent; measuring", s.opt.abuseStreams, a.sent())
+	}
 	var all []time.Duration
 	for i := 0; i < s.opt.writes; i++ {
 		if i > 0 {
@@ -145,10 +176,21 @@ func (s *session) converge(ctx context.Context) error {
 		}
 		s.rep.Writes = append(s.rep.Writes, wr)
 		all = append(all, times...)
+		s.rep.WarmedByTimeout += wr.WarmedByTimeout
+		s.rep.NACKs += wr.NACKs
+		s.progress("write %d/%d (%s change, revision %d): %d/%d converged, p50 %.0f ms, p99 %.0f ms, max %.0f ms; changed %v; warmed by timeout %d, NACKs %d",
+			i+1, s.opt.writes, s.changeName(), wr.Revision, wr.Converged, wr.Total, wr.P50Ms, wr.P99Ms, wr.MaxMs, wr.Changed, wr.WarmedByTimeout, wr.NACKs)
 	}
 	c := summarize(all)
 	s.rep.Convergence = &c
 	return nil
+}
+
+func (s *session) changeName() string {
+	if s.change != nil {
+		return "--change-file"
+	}
+	return s.opt.change
 }
 
 // stormReport is a restart of the control plane under a connected fleet.

@@ -37,6 +37,8 @@ type controlPlane interface {
 	// shared reports whether the control plane shares this process, so its
 	// process metrics include the simulator.
 	shared() bool
+	// pid is the control plane's process on this machine, 0 if unknown.
+	pid() int
 	stop()
 }
 
@@ -51,6 +53,7 @@ func (e *external) adminURL() string                 { return e.admin }
 func (e *external) store() *store.Store              { return nil }
 func (e *external) shared() bool                     { return false }
 func (e *external) stop()                            {}
+func (e *external) pid() int                         { return 0 }
 func (e *external) forceGC(ctx context.Context) bool { return pprofGC(ctx, e.http, e.admin) }
 func (e *external) restart(context.Context, bool) (time.Time, error) {
 	return time.Time{}, errNoRestart
@@ -161,6 +164,7 @@ func (e *embedded) xdsAddr() string     { return e.cfg.XDSAddr }
 func (e *embedded) adminURL() string    { return "http://" + e.cfg.AdminAddr }
 func (e *embedded) store() *store.Store { return e.cp.Store() }
 func (e *embedded) shared() bool        { return true }
+func (e *embedded) pid() int            { return os.Getpid() }
 
 func (e *embedded) forceGC(context.Context) bool {
 	runtime.GC()
@@ -315,4 +319,23 @@ func scrapeLines(r io.Reader, fn func(name, labels string, value float64)) error
 		fn(name, labels, v)
 	}
 	return sc.Err()
+}
+
+// vmRSS reads VmRSS from /proc/<pid>/status, in bytes; 0 when unknown.
+func vmRSS(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }

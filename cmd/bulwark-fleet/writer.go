@@ -350,6 +350,29 @@ func newFlipper(ctx context.Context, w *writer, targets []string) (*flipper, err
 	return f, nil
 }
 
+// The built-in changes (--change).
+const (
+	changeRoute   = "route"
+	changeCluster = "cluster"
+)
+
+// flipCluster flips a target's bulkhead maxConnections between 100 and
+// 101: the circuit breaker thresholds of its cluster, nothing else.
+func (f *flipper) flipCluster(ctx context.Context, target string) (int64, error) {
+	return f.edit(ctx, target, func(spec *policies.PolicySpec) {
+		b := policies.Bulkhead{}
+		if spec.Bulkhead != nil {
+			b = *spec.Bulkhead
+		}
+		n := 100
+		if b.MaxConnections != nil && *b.MaxConnections == 100 {
+			n = 101
+		}
+		b.MaxConnections = policies.Ptr(n)
+		spec.Bulkhead = &b
+	})
+}
+
 // flip flips a target's request timeout between 3s and 4s and returns the
 // revision of the write.
 func (f *flipper) flip(ctx context.Context, target string) (int64, error) {
@@ -367,6 +390,19 @@ func (f *flipper) set(ctx context.Context, target string, d time.Duration) (int6
 }
 
 func (f *flipper) update(ctx context.Context, target string, next func(*policies.Duration) policies.Duration) (int64, error) {
+	return f.edit(ctx, target, func(spec *policies.PolicySpec) {
+		t := policies.Timeouts{}
+		if spec.Timeouts != nil {
+			t = *spec.Timeouts
+		}
+		to := next(t.Request)
+		t.Request = &to
+		spec.Timeouts = &t
+	})
+}
+
+// edit writes a target's policy changed by fn (on a copy of its spec).
+func (f *flipper) edit(ctx context.Context, target string, fn func(*policies.PolicySpec)) (int64, error) {
 	ft := f.targets[target]
 	if ft == nil {
 		return 0, errors.New("no policy for " + target)
@@ -375,13 +411,7 @@ func (f *flipper) update(ctx context.Context, target string, next func(*policies
 	defer ft.mu.Unlock()
 	c := *ft.policy
 	spec := c.Spec
-	t := policies.Timeouts{}
-	if spec.Timeouts != nil {
-		t = *spec.Timeouts
-	}
-	to := next(t.Request)
-	t.Request = &to
-	spec.Timeouts = &t
+	fn(&spec)
 	c.Spec = spec
 	c.Metadata.Revision = 0
 	rev, err := f.w.put(ctx, &c)

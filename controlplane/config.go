@@ -38,6 +38,9 @@ type Config struct {
 	StoreGrace time.Duration
 	// GroupIdle is how long a proxy group is kept after its last proxy left.
 	GroupIdle time.Duration
+	// PublishStuckAfter is how long a build or publication may run before
+	// readiness fails (publishing is stuck: no proxy gets new config).
+	PublishStuckAfter time.Duration
 
 	// MaxExperimentDuration caps ChaosExperiment.spec.duration.
 	MaxExperimentDuration time.Duration
@@ -79,6 +82,7 @@ const (
 	DefaultMaxDelay           = 200 * time.Millisecond
 	DefaultStoreGrace         = 10 * time.Second
 	DefaultGroupIdle          = 5 * time.Minute
+	DefaultPublishStuckAfter  = 30 * time.Second
 	DefaultMaxExperiment      = time.Hour
 	DefaultMaxFaultPercent    = 50.0
 )
@@ -105,6 +109,7 @@ func (c Config) withDefaults() Config {
 	setD(&c.MaxDelay, DefaultMaxDelay)
 	setD(&c.StoreGrace, DefaultStoreGrace)
 	setD(&c.GroupIdle, DefaultGroupIdle)
+	setD(&c.PublishStuckAfter, DefaultPublishStuckAfter)
 	setD(&c.MaxExperimentDuration, DefaultMaxExperiment)
 	if c.MaxFaultPercent == 0 {
 		c.MaxFaultPercent = DefaultMaxFaultPercent

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,7 +18,11 @@ type health struct {
 	grace   time.Duration
 	metrics *metrics.Metrics
 	built   func() bool // the first snapshot has been built
-	log     *slog.Logger
+	// stuck says how long the oldest build in progress has run; stuckAfter
+	// is when readiness gives up on it.
+	stuck      func(time.Time) time.Duration
+	stuckAfter time.Duration
+	log        *slog.Logger
 
 	mu      sync.Mutex
 	lastOK  time.Time
@@ -94,6 +99,9 @@ func (h *health) Readiness() api.Readiness {
 	var r api.Readiness
 	if !h.built() {
 		r.Reasons = append(r.Reasons, "first snapshot not built yet")
+	}
+	if d := h.stuck(time.Now()); h.stuckAfter > 0 && d > h.stuckAfter {
+		r.Reasons = append(r.Reasons, fmt.Sprintf("publishing is stuck: a build has run for %s (longer than %s); proxies get no new config", d.Round(time.Second), h.stuckAfter))
 	}
 	if _, ok, reason := h.StoreState(); !ok {
 		r.Reasons = append(r.Reasons, reason+" (longer than the grace period "+h.grace.String()+"); proxies keep their last good config")

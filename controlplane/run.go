@@ -91,7 +91,7 @@ func New(cfg Config) (*ControlPlane, error) {
 		return nil, err
 	}
 	cp := &ControlPlane{cfg: cfg, tokens: ts, metrics: metrics.New(xdsserver.TypeLabels()...), cache: xdsserver.NewCache()}
-	cp.tracker = xdsserver.NewTracker(cfg.Replica, cp.cache, cp.metrics)
+	cp.tracker = xdsserver.NewTracker(cfg.Replica, cp.cache, cp.metrics, cfg.Logger)
 	cp.builder = snapshot.NewBuilder(cfg.Logger, cp.cache, cp.tracker, cp.metrics)
 	return cp, nil
 }
@@ -156,7 +156,8 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	})
 
 	validate := policies.ValidateOptions{MaxExperimentDuration: cp.cfg.MaxExperimentDuration, MaxFaultPercent: cp.cfg.MaxFaultPercent}
-	cp.health = &health{store: cp.store, grace: cp.cfg.StoreGrace, metrics: cp.metrics, log: log, built: cp.builder.Built}
+	cp.health = &health{store: cp.store, grace: cp.cfg.StoreGrace, metrics: cp.metrics, log: log, built: cp.builder.Built,
+		stuck: cp.builder.Stuck, stuckAfter: cp.cfg.PublishStuckAfter}
 	cp.status = fleet.NewWriter(cp.store, cp.cfg.Replica, cp.tracker, log)
 	cp.tracker.OnDirty = cp.status.Mark
 	cp.tracker.OnConnect = func(k xdsserver.GroupKey) { cp.builder.Ensure(ctx, k) }

@@ -10,6 +10,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
@@ -31,7 +32,7 @@ func newStore(t *testing.T) *store.Store {
 // connect makes a proxy of service known to tr, as its first request does.
 func connect(t *testing.T, tr *xdsserver.Tracker, stream int64, id, service string) {
 	t.Helper()
-	require.NoError(t, tr.OnStreamRequest(stream, &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: id, Cluster: service}}))
+	require.NoError(t, tr.OnStreamRequest(stream, &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: id, Cluster: service}, TypeUrl: resourcev3.ClusterType}))
 }
 
 func statusJSON(t *testing.T, p api.ProxyStatus) []byte {

@@ -9,6 +9,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
@@ -29,7 +30,7 @@ func TestStatusWritesAreBounded(t *testing.T) {
 	tr.OnDirty = w.Mark
 	ctx := t.Context()
 	for i := range 25 {
-		require.NoError(t, tr.OnStreamRequest(int64(i), &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: fmt.Sprintf("node-%02d", i), Cluster: "svc"}}))
+		require.NoError(t, tr.OnStreamRequest(int64(i), &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: fmt.Sprintf("node-%02d", i), Cluster: "svc"}, TypeUrl: resourcev3.ClusterType}))
 	}
 	require.Len(t, w.dirty, 25, "a new proxy is marked for persistence")
 	for _, left := range []int{15, 5, 0} {
@@ -53,7 +54,7 @@ func TestStatusRewritesAreSpaced(t *testing.T) {
 	w := &Writer{store: st, replica: "r", tracker: tr, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		dirty: map[string]bool{}, every: time.Hour}
 	tr.OnDirty = w.Mark
-	require.NoError(t, tr.OnStreamRequest(1, &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "node-1", Cluster: "svc"}}))
+	require.NoError(t, tr.OnStreamRequest(1, &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "node-1", Cluster: "svc"}, TypeUrl: resourcev3.ClusterType}))
 	w.flush(t.Context())
 	require.Empty(t, w.dirty, "the first write is not held back")
 	w.Mark("node-1")

@@ -55,6 +55,11 @@ type Sync struct {
 	last      string    // content hash of the last successful apply
 	lastRev   int64     // the builder's revision that reflects the last successful apply
 	lastApply time.Time // when it happened
+	// failing: the last sync failed; failedHash is the content that failed
+	// to decode or validate ("" when the apply itself failed, which is
+	// tried again).
+	failing    bool
+	failedHash string
 }
 
 // Applier writes a bundle; *apply.Applier is one.
@@ -120,12 +125,15 @@ func (s *Sync) syncOnce(ctx context.Context) {
 	// status, experiment history), so drift is judged on the builder's.
 	seen := s.revision()
 	var res *api.ApplyResult
+	contentErr := err != nil
 	if err == nil {
 		var rs []policies.Resource
 		rs, err = decodeFiles(files, s.applier.ValidateOptions())
+		contentErr = err != nil
 		if err == nil && len(rs) == 0 {
 			// An empty checkout (a failed clone, a swap in progress) must not
 			// prune everything the directory ever declared.
+			contentErr = true
 			err = fmt.Errorf("%s holds no resources; refusing to prune everything it applied (delete resources through the API, or keep at least one file)", s.dir)
 		}
 		if err == nil {
@@ -143,6 +151,10 @@ func (s *Sync) syncOnce(ctx context.Context) {
 			s.log.Error("directory sync failed; the last good state stays", "dir", s.dir, "err", err)
 		}
 		s.status.OK, s.status.Error = false, err.Error()
+		s.failing, s.failedHash = true, ""
+		if contentErr {
+			s.failedHash = hash
+		}
 		s.metrics.SyncFailures.Inc()
 		s.metrics.SyncOK.Set(0)
 		return
@@ -159,6 +171,7 @@ func (s *Sync) syncOnce(ctx context.Context) {
 	}
 	contentChanged := hash != s.last
 	s.last, s.lastRev, s.lastApply = hash, seen, time.Now()
+	s.failing, s.failedHash = false, ""
 	s.status.OK, s.status.Error, s.status.Revision, s.status.Items = true, "", res.Revision, res.Items
 	s.metrics.SyncOK.Set(1)
 	level := slog.LevelInfo
@@ -169,15 +182,21 @@ func (s *Sync) syncOnce(ctx context.Context) {
 }
 
 // due reports whether the directory must be applied: its content changed
-// since the last successful apply, or the store moved past that apply's
-// revision and the resync period has passed.
+// since the last successful apply (and is not content that already failed
+// to decode), the last sync failed and the directory is back to the last
+// good content (a reverted broken file), or the store moved past that
+// apply's revision and the resync period has passed.
 func (s *Sync) due(hash string) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if hash != s.last {
-		return true
+	last, failing, failed, lastApply, lastRev := s.last, s.failing, s.failedHash, s.lastApply, s.lastRev
+	s.mu.Unlock()
+	switch {
+	case hash != last:
+		return hash != failed // new content, unless it is the broken content already reported
+	case failing:
+		return true // back to the last good content (a revert), or the apply failed: try again
 	}
-	return time.Since(s.lastApply) >= s.resync && s.revision() != s.lastRev
+	return time.Since(lastApply) >= s.resync && s.revision() != lastRev
 }
 
 // Status returns the sync's state.

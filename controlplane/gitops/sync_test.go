@@ -336,3 +336,23 @@ func decode(t *testing.T, doc string) policies.Resource {
 	require.NoError(t, err)
 	return r
 }
+
+// A broken file that is removed again (a git revert) leaves the directory
+// at its last good content: the sync recovers by itself, status and the
+// bulwark_sync_ok gauge say so, with no unrelated edit needed. The same
+// broken content is not applied again and again while it stays.
+func TestSyncRecoversFromARevertedBrokenFile(t *testing.T) {
+	e := newEnv(t)
+	e.write(t, "services/payments.yaml", serviceYAML("payments", 9001))
+	e.start(t)
+	e.waitOK(t)
+
+	e.write(t, "zz-broken.yaml", "kind: [\n")
+	e.waitStatus(t, "the broken file is not reported", func(ok bool, errText string) bool {
+		return !ok && strings.Contains(errText, "zz-broken.yaml")
+	})
+	require.Zero(t, e.gauge(t, "bulwark_sync_ok"))
+	e.remove(t, "zz-broken.yaml")
+	e.waitOK(t)
+	require.Equal(t, 1.0, e.gauge(t, "bulwark_sync_ok"))
+}

@@ -29,7 +29,12 @@ type Metrics struct {
 	Snapshots     *prometheus.CounterVec
 	SyncFailures  prometheus.Counter
 	SyncOK        prometheus.Gauge
+	Refused       *prometheus.CounterVec
 }
+
+// RefusalReasons are the values of bulwark_xds_refused_total's "reason"
+// label (see controlplane/xdsserver's limits).
+var RefusalReasons = []string{"type", "node-id", "node-cluster", "node-metadata", "outbound"}
 
 // BuildStages are the values of bulwark_build_failures_total's "stage"
 // label: where a build failed, or "partial" when it left something out.
@@ -79,7 +84,13 @@ func New(typeLabels ...string) *Metrics {
 			Name: "bulwark_sync_ok", Help: "1 when the last directory sync succeeded.",
 		}),
 	}
-	m.Registry.MustRegister(m.Connected, m.Pushes, m.Nacks, m.BuildDuration, m.BuildFailures,
+	m.Refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bulwark_xds_refused_total", Help: "xDS requests refused for going beyond a limit, by reason.",
+	}, []string{"reason"})
+	for _, r := range RefusalReasons {
+		m.Refused.WithLabelValues(r)
+	}
+	m.Registry.MustRegister(m.Refused, m.Connected, m.Pushes, m.Nacks, m.BuildDuration, m.BuildFailures,
 		m.StoreRevision, m.StoreUp, m.Convergence, m.Groups, m.Snapshots, m.SyncFailures, m.SyncOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, f := range []string{"envoy", "grpc"} {

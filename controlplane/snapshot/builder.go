@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
 	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver"
 	"github.com/bulwarkmesh/bulwark/policies"
+	"github.com/bulwarkmesh/bulwark/xds/ir"
 	"github.com/bulwarkmesh/bulwark/xds/resolve"
 	"github.com/bulwarkmesh/bulwark/xds/translate"
 )
@@ -56,6 +59,10 @@ type Builder struct {
 	problems map[string][]api.BuildProblem // group ("" for the store) → problems
 	built    bool                          // a first build has completed
 	loaded   bool                          // update has been given the store's content
+	// rounds: the start of every build or publication in progress (or
+	// waiting for the one in progress), to tell when publishing is stuck.
+	rounds   map[uint64]time.Time
+	roundSeq uint64
 }
 
 // NewBuilder returns a builder that publishes into cache and tells tr which
@@ -67,6 +74,7 @@ func NewBuilder(log *slog.Logger, cache *xdsserver.Cache, tr *xdsserver.Tracker,
 		translated: translate.NewCache(),
 		sealed:     xdsserver.NewSealer(),
 		groups:     map[string]*group{},
+		rounds:     map[uint64]time.Time{},
 		problems:   map[string][]api.BuildProblem{},
 	}
 }
@@ -83,7 +91,9 @@ func (b *Builder) update(ctx context.Context, set *policies.Set, revision int64,
 	}
 	b.mu.Unlock()
 	b.metrics.StoreRevision.Set(float64(revision))
+	b.cache.Groups().SetKnownCallers(knownCallers(set))
 
+	defer b.round()()
 	// Every group is built before any is published: once a push starts,
 	// thousands of streams compete for the CPU with the Builder, and the
 	// groups built after it would wait behind them.
@@ -146,6 +156,7 @@ func (b *Builder) Ensure(ctx context.Context, k xdsserver.GroupKey) {
 // build resolves, translates, checks and publishes one group's snapshot.
 // A failure keeps the last good snapshot.
 func (b *Builder) build(ctx context.Context, k xdsserver.GroupKey) error {
+	defer b.round()()
 	b.buildMu.Lock()
 	defer b.buildMu.Unlock()
 	p, err := b.prepare(k)
@@ -249,7 +260,9 @@ func (b *Builder) publish(ctx context.Context, ps []*prepared) error {
 			}
 		}
 	}
-	b.tracker.Published(pubs...)
+	if b.tracker != nil { // benchmarks build without one
+		b.tracker.Published(pubs...)
+	}
 
 	var errs []error
 	resume := b.cache.Pause()
@@ -274,6 +287,28 @@ func (b *Builder) fail(group, stage string, problems []api.BuildProblem) {
 	b.mu.Unlock()
 }
 
+// knownCallers are the callers that get a group of their own: every
+// Service, and every name a policy's or an experiment's sources use. Any
+// other node.cluster shares the one group of unknown callers, so that
+// clients cannot make groups without bound.
+func knownCallers(set *policies.Set) []string {
+	seen := map[string]bool{}
+	for _, name := range set.ServiceNames() {
+		seen[name] = true
+	}
+	for _, p := range set.Policies {
+		for _, s := range p.Spec.Sources {
+			seen[s] = true
+		}
+	}
+	for _, e := range set.Experiments {
+		for _, s := range e.Spec.Sources {
+			seen[s] = true
+		}
+	}
+	return slices.Collect(maps.Keys(seen))
+}
+
 // Sweep drops groups whose proxies have all been gone longer than idle.
 func (b *Builder) Sweep(active map[string]bool, idle time.Duration, now time.Time) {
 	b.mu.Lock()
@@ -291,6 +326,45 @@ func (b *Builder) Sweep(active map[string]bool, idle time.Duration, now time.Tim
 		}
 	}
 	b.metrics.Groups.Set(float64(len(b.groups)))
+	inUse := map[ir.Address]bool{}
+	for _, g := range b.groups {
+		inUse[g.key.Outbound] = true
+	}
+	b.cache.Groups().RetainOutbounds(inUse)
+	b.cache.Forget()
+}
+
+// round records a build or publication from now until the returned func
+// is called.
+func (b *Builder) round() (done func()) {
+	b.mu.Lock()
+	b.roundSeq++
+	id := b.roundSeq
+	b.rounds[id] = time.Now()
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		delete(b.rounds, id)
+		b.mu.Unlock()
+	}
+}
+
+// Stuck returns for how long the oldest build or publication in progress
+// has been running (zero when none is): one that does not finish means no
+// proxy gets config again.
+func (b *Builder) Stuck(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var oldest time.Time
+	for _, t := range b.rounds {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return now.Sub(oldest)
 }
 
 // Problems returns every problem of the last builds, sorted.

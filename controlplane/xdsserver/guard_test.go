@@ -110,9 +110,10 @@ func TestSotWAnswersAreSharedAndFollowTheCacheRules(t *testing.T) {
 	cancel()
 	require.Zero(t, g.parkedCount())
 
-	// A NACK of the current route configuration: held until another version.
-	g.Reject("c", resourcev3.RouteType, versions[resourcev3.RouteType])
-	l, _ := watch("c", resourcev3.RouteType, "", nil)
+	// A NACK of the current route configuration by a proxy that keeps an
+	// older one: held until another version.
+	g.Reject("c", 1, group, resourcev3.RouteType, versions[resourcev3.RouteType], nil)
+	l, _ := watch("c", resourcev3.RouteType, "older", nil)
 	require.Equal(t, 1, g.parkedCount())
 	require.NoError(t, g.SetSnapshot(t.Context(), group, snap))
 	require.Equal(t, 1, g.parkedCount(), "the same version again is not sent")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"sort"
-	"strings"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -30,6 +29,8 @@ type sotwWatch struct {
 	// early: created before its group had a snapshot, so the first one is
 	// checked against what the stream was sent, not only its version.
 	early bool
+	// stream is the tracker's ID of the watch's stream (0 if unknown).
+	stream int64
 }
 
 // sotwAnswer is the answer to every watch of a group for one type, version
@@ -89,16 +90,17 @@ func (r *sotwResponse) GetContext() context.Context { return context.Background(
 func (g *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
 	g.pub.RLock()
 	defer g.pub.RUnlock()
-	group := NodeHash{}.ID(req.GetNode())
+	group := g.hash.ID(req.GetNode())
 	w := &sotwWatch{req: req, sub: sub, ch: ch}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	w.stream = g.streamOf[req]
+	delete(g.streamOf, req)
 	snap := g.current[group]
-	if snap != nil && g.due(w, snap, true) {
-		g.answer(w, group, snap)
+	if snap != nil && g.due(w, snap, true) && g.answer(w, group, snap) {
 		return func() {}, nil
 	}
-	w.early = snap == nil
+	w.early = w.early || snap == nil
 	if g.watches[group] == nil {
 		g.watches[group] = map[*sotwWatch]struct{}{}
 	}
@@ -151,8 +153,7 @@ func (g *Cache) SetSnapshot(ctx context.Context, group string, snap cachev3.Reso
 		return answerRank[held[i].req.GetTypeUrl()] < answerRank[held[j].req.GetTypeUrl()]
 	})
 	for _, w := range held {
-		if g.due(w, snap, w.early) {
-			g.answer(w, group, snap)
+		if g.due(w, snap, w.early) && g.answer(w, group, snap) {
 			delete(g.watches[group], w)
 		}
 	}
@@ -208,12 +209,14 @@ func (g *Cache) ClearSnapshot(group string) {
 // due reports whether a watch has something to be sent, as the snapshot
 // cache decides it: a version other than the one the request carries, or
 // (with full, when the watch is new to this snapshot) a resource the stream
-// subscribes to and was never sent. Never a version the node rejected.
+// subscribes to and was never sent. Never only what the node rejected
+// (see Cache).
 // g.mu must be held.
 func (g *Cache) due(w *sotwWatch, snap cachev3.ResourceSnapshot, full bool) bool {
 	t := w.req.GetTypeUrl()
 	version := snap.GetVersion(t)
-	if bad, ok := g.rejected[w.req.GetNode().GetId()][t]; ok && bad == version {
+	resources := snap.GetResourcesAndTTL(t)
+	if g.holdsBack(w, version, resources) {
 		return false
 	}
 	if w.req.GetVersionInfo() != version {
@@ -223,7 +226,6 @@ func (g *Cache) due(w *sotwWatch, snap cachev3.ResourceSnapshot, full bool) bool
 		return false
 	}
 	returned := w.sub.ReturnedResources()
-	resources := snap.GetResourcesAndTTL(t)
 	if w.sub.IsWildcard() {
 		for name := range resources {
 			if _, ok := returned[name]; !ok {
@@ -243,12 +245,17 @@ func (g *Cache) due(w *sotwWatch, snap cachev3.ResourceSnapshot, full bool) bool
 }
 
 // answer sends a watch the shared answer for its request, building it on
-// first use. The channel has room: a stream has at most one watch per type.
+// first use, and reports whether it was sent. It never blocks: g.mu (and,
+// while a round is published, the publish lock) is held, and the stream
+// that reads the channel may be waiting for those locks. The channel has
+// room (go-control-plane's ordered-ADS channel holds ten responses, and a
+// stream has at most one watch per type, of the four types served); were
+// it full, the watch stays held and is answered by the next snapshot.
 // g.mu must be held.
-func (g *Cache) answer(w *sotwWatch, group string, snap cachev3.ResourceSnapshot) {
+func (g *Cache) answer(w *sotwWatch, group string, snap cachev3.ResourceSnapshot) bool {
 	t := w.req.GetTypeUrl()
 	names := w.req.GetResourceNames()
-	k := answerKey{typeURL: t, version: snap.GetVersion(t), names: strings.Join(names, "\x00")}
+	k := answerKey{typeURL: t, version: snap.GetVersion(t), names: namesKey(names)}
 	a := g.answers[group][k]
 	if a == nil {
 		a = buildAnswer(t, k.version, snap.GetResourcesAndTTL(t), names)
@@ -257,7 +264,13 @@ func (g *Cache) answer(w *sotwWatch, group string, snap cachev3.ResourceSnapshot
 		}
 		g.answers[group][k] = a
 	}
-	w.ch <- &sotwResponse{req: w.req, a: a}
+	select {
+	case w.ch <- &sotwResponse{req: w.req, a: a}:
+		return true
+	default:
+		g.blocked++
+		return false
+	}
 }
 
 // buildAnswer encodes the resources a request asks for (all of them without

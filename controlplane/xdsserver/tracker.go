@@ -2,6 +2,8 @@ package xdsserver
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -37,6 +39,11 @@ type sentResponse struct{ nonce, version string }
 type streamState struct {
 	nodeID string
 	sent   map[string]sentResponse // type URL → last response
+	// lastReq is the stream's last request, whose stream the cache noted.
+	lastReq *discoveryv3.DiscoveryRequest
+	// gen is the generation of known callers the stream's group was
+	// chosen with; when it moves, the group is chosen again.
+	gen uint64
 }
 
 // Tracker follows every stream and proxy: ACKs, NACKs, versions. It
@@ -45,6 +52,7 @@ type Tracker struct {
 	replica string
 	cache   *Cache
 	metrics *metrics.Metrics
+	admit   *admission
 	// OnConnect is called for the first stream of a node, before its watches
 	// are created, so its group can be built first. Set it before serving.
 	OnConnect func(GroupKey)
@@ -72,11 +80,21 @@ type Tracker struct {
 	current map[string]map[string]string
 }
 
-func NewTracker(replica string, cache *Cache, m *metrics.Metrics) *Tracker {
+// NewTracker returns a tracker of replica's streams, which rejects what its
+// proxies NACK in cache and logs refused clients to log (nil: no log).
+func NewTracker(replica string, cache *Cache, m *metrics.Metrics, log ...*slog.Logger) *Tracker {
+	adm := &admission{refused: func(reason string) { m.Refused.WithLabelValues(reason).Inc() }}
+	if len(log) > 0 {
+		adm.log = log[0]
+	}
+	cache.groups.onIgnored = func(node *corev3.Node) {
+		_ = adm.refuse(RefusedOutbound, node, fmt.Sprintf("more than %d distinct outbound addresses (%s) in use: this one is ignored, the proxy gets the default listener address", MaxOutboundOverrides, OutboundMetadataKey))
+	}
 	return &Tracker{
 		replica:  replica,
 		cache:    cache,
 		metrics:  m,
+		admit:    adm,
 		streams:  map[int64]*streamState{},
 		proxies:  map[string]*api.ProxyStatus{},
 		members:  map[string]map[string]*api.ProxyStatus{},
@@ -189,6 +207,9 @@ func (t *Tracker) closed(id int64) {
 	st := t.streams[id]
 	delete(t.streams, id)
 	t.streamsMu.Unlock()
+	if st != nil && st.lastReq != nil {
+		t.cache.NoteRequest(nil, st.lastReq, id)
+	}
 	t.mu.Lock()
 	var gone *api.ProxyStatus
 	if st != nil && st.nodeID != "" {
@@ -212,20 +233,26 @@ func (t *Tracker) closed(id int64) {
 	}
 }
 
-// register attaches a stream to its node on the stream's first request.
+// register attaches a stream to its node on the stream's first request,
+// and moves the node to another group when the known callers changed.
 func (t *Tracker) register(id int64, node *corev3.Node, protocol string) *streamState {
 	st := t.stream(id)
 	if st.nodeID != "" {
+		if gen := t.cache.groups.Generation(); gen != st.gen {
+			st.gen = gen
+			t.regroup(st.nodeID, node)
+		}
 		return st
 	}
 	st.nodeID = node.GetId()
+	st.gen = t.cache.groups.Generation()
+	key := t.cache.groups.Of(node)
 	t.mu.Lock()
 	t.conns[st.nodeID]++
-	key := GroupOf(node)
 	fresh := t.proxies[st.nodeID] == nil
 	if fresh {
 		p := &api.ProxyStatus{
-			ID: st.nodeID, Service: key.Service, Flavor: key.Flavor, Group: key.String(),
+			ID: st.nodeID, Service: node.GetCluster(), Flavor: key.Flavor, Group: key.String(),
 			Replica: t.replica, ConnectedAt: time.Now().UTC(), Protocol: protocol,
 			Types: map[string]*api.TypeStatus{},
 		}
@@ -246,15 +273,52 @@ func (t *Tracker) register(id int64, node *corev3.Node, protocol string) *stream
 	return st
 }
 
+// regroup moves a node to the group it belongs to now (a Service for its
+// node.cluster was declared, or removed): its next watches are created in
+// that group, so its status must be judged there.
+func (t *Tracker) regroup(nodeID string, node *corev3.Node) {
+	key := t.cache.groups.Of(node)
+	t.mu.Lock()
+	p := t.proxies[nodeID]
+	moved := p != nil && p.Group != key.String()
+	if moved {
+		delete(t.members[p.Group], p.ID)
+		if len(t.members[p.Group]) == 0 {
+			delete(t.members, p.Group)
+		}
+		p.Group = key.String()
+		if t.members[p.Group] == nil {
+			t.members[p.Group] = map[string]*api.ProxyStatus{}
+		}
+		t.members[p.Group][p.ID] = p
+		t.refreshLocked(p)
+	}
+	t.mu.Unlock()
+	if moved {
+		if t.OnConnect != nil {
+			t.OnConnect(key)
+		}
+		t.dirty(nodeID)
+	}
+}
+
 // OnStreamRequest implements the server callbacks: it sorts ACKs from NACKs.
+// Requests beyond the limits (an unknown type URL, an oversized node) end
+// the stream with InvalidArgument.
 func (t *Tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	if err := t.check(id, req.GetNode(), req.GetTypeUrl()); err != nil {
+		return err
+	}
 	st := t.register(id, req.GetNode(), "sotw")
+	t.cache.NoteRequest(req, st.lastReq, id)
+	st.lastReq = req
 	sent, ok := st.sent[req.GetTypeUrl()]
 	if !ok || req.GetResponseNonce() == "" || req.GetResponseNonce() != sent.nonce {
 		return nil // an initial request, a subscription change, or a stale nonce
 	}
 	if req.GetErrorDetail() != nil {
 		t.nack(st.nodeID, req.GetTypeUrl(), sent.version, req.GetErrorDetail().GetMessage())
+		t.reject(id, st.nodeID, req)
 	} else {
 		t.ack(st.nodeID, req.GetTypeUrl(), req.GetVersionInfo())
 	}
@@ -267,7 +331,12 @@ func (t *Tracker) OnStreamResponse(_ context.Context, id int64, req *discoveryv3
 }
 
 // OnStreamDeltaRequest implements the server callbacks.
+// Delta rejections need no guard: go-control-plane's delta server
+// remembers what it sent, not what was accepted, and does not resend it.
 func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	if err := t.check(id, req.GetNode(), req.GetTypeUrl()); err != nil {
+		return err
+	}
 	st := t.register(id, req.GetNode(), "delta")
 	sent, ok := st.sent[req.GetTypeUrl()]
 	if !ok || req.GetResponseNonce() == "" || req.GetResponseNonce() != sent.nonce {
@@ -334,9 +403,33 @@ func (t *Tracker) ack(nodeID, typeURL, version string) {
 	t.dirty(nodeID)
 }
 
+// check refuses a request beyond the limits: the node on a stream's first
+// request, the type URL on every one.
+func (t *Tracker) check(id int64, node *corev3.Node, typeURL string) error {
+	if t.stream(id).nodeID == "" {
+		if err := t.admit.checkNode(node); err != nil {
+			return err
+		}
+	}
+	return t.admit.checkType(node, typeURL)
+}
+
+// reject tells the cache what a SotW NACK rejected: the version sent on
+// this stream, for the names the request still asks for.
+func (t *Tracker) reject(id int64, nodeID string, req *discoveryv3.DiscoveryRequest) {
+	st := t.stream(id)
+	sent := st.sent[req.GetTypeUrl()]
+	t.mu.Lock()
+	group := ""
+	if p := t.proxies[nodeID]; p != nil {
+		group = p.Group
+	}
+	t.mu.Unlock()
+	t.cache.Reject(nodeID, id, group, req.GetTypeUrl(), sent.version, req.GetResourceNames())
+}
+
 func (t *Tracker) nack(nodeID, typeURL, version, detail string) {
 	t.metrics.Nacks.WithLabelValues(typeLabel(typeURL)).Inc()
-	t.cache.Reject(nodeID, typeURL, version)
 	t.mu.Lock()
 	if p := t.proxies[nodeID]; p != nil {
 		typeStatus(p, typeURL).LastNack = &api.Nack{Version: version, Error: detail, Time: time.Now().UTC()}
@@ -410,12 +503,13 @@ func (t *Tracker) SetOnSent(f func(nodeID, typeURL, version string)) {
 }
 
 // typeLabel names a type URL for people and metrics: one of TypeLabels, or
-// the type URL itself for one Bulwark does not serve.
+// "other" (unknown type URLs are refused, and metric labels come from a
+// closed set).
 func typeLabel(typeURL string) string {
 	if s, ok := shortType[typeURL]; ok {
 		return s
 	}
-	return typeURL
+	return "other"
 }
 
 // Proxies returns a copy of every proxy's status, sorted by ID.

@@ -16,6 +16,7 @@ import (
 	aggregatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/aggregate/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
@@ -582,4 +583,153 @@ func TestEnvoyPolicySections(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A cluster the Envoy rejects is recorded in /v1/proxies with the Envoy's
+// error text; the Envoy keeps its last good config; the server does not
+// send the rejected version again (go-control-plane's cache would, in a
+// loop); the next different version is accepted.
+func TestEnvoyNACK(t *testing.T) {
+	const refusal = "payments: consecutive_5xx 7 refused by this proxy"
+	circuitBreaker := func(n int) string {
+		return envoyPolicy(fmt.Sprintf("  timeouts: {request: 3s}\n  circuitBreaker: {consecutive5xx: %d, interval: 10s, baseEjectionTime: 30s}\n", n))
+	}
+	consecutive5xx := func(n uint32) func(envoymodel.Config) error {
+		return func(cfg envoymodel.Config) error {
+			c, err := activeCluster(cfg, "payments")
+			if err != nil {
+				return err
+			}
+			if got := c.GetOutlierDetection().GetConsecutive_5Xx().GetValue(); got != n {
+				return fmt.Errorf("payments consecutive_5xx = %d, want %d", got, n)
+			}
+			return nil
+		}
+	}
+	for _, m := range envoyModes {
+		t.Run(m.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.apply(envoyServices() + "---\n" + circuitBreaker(5))
+			e, node := startEnvoy(t, h, m.mode, func(typeURL, name string, msg proto.Message) error {
+				if typeURL == resourcev3.ClusterType && name == "payments" &&
+					msg.(*clusterv3.Cluster).GetOutlierDetection().GetConsecutive_5Xx().GetValue() == 7 {
+					return errors.New(refusal)
+				}
+				return nil
+			})
+			waitEnvoy(t, e, "initial config", settled(e, consecutive5xx(5)))
+			waitConverged(t, h, node)
+			good := e.Config().Clusters["payments"].Version
+
+			h.apply(circuitBreaker(7))
+			waitEnvoy(t, e, "the NACK", func() error {
+				if e.Stats().ByType[resourcev3.ClusterType].NACKs == 0 {
+					return errors.New("no cluster response rejected yet")
+				}
+				return nil
+			})
+			atNACK := e.Stats().ByType[resourcev3.ClusterType].Responses
+			resent := func() int { return e.Stats().ByType[resourcev3.ClusterType].Responses - atNACK }
+			eventually(t, envoyWait, func() error {
+				if n := resent(); n > 3 {
+					t.Fatalf("%d cluster responses after the NACK: the rejected version is being resent", n)
+				}
+				p, err := proxyFromAPI(h, node)
+				if err != nil {
+					return err
+				}
+				ts := p.Types["clusters"]
+				if ts == nil || ts.LastNack == nil {
+					return fmt.Errorf("no cluster NACK recorded: %s", typesLine(p))
+				}
+				if !strings.Contains(ts.LastNack.Error, refusal) {
+					return fmt.Errorf("NACK error %q does not carry the proxy's text %q", ts.LastNack.Error, refusal)
+				}
+				if !p.Rejecting() || p.Converged {
+					return fmt.Errorf("proxy rejecting=%v converged=%v, want rejecting and not converged", p.Rejecting(), p.Converged)
+				}
+				if r := h.statusReport().Rollout; r.Rejecting != 1 {
+					return fmt.Errorf("rollout %+v, want one rejecting proxy", r)
+				}
+				return nil
+			})
+			require.LessOrEqual(t, resent(), 3, "cluster responses after the NACK")
+			require.Equal(t, 1, e.Stats().ByType[resourcev3.ClusterType].NACKs, "the rejected version was sent more than once")
+			require.NoError(t, settled(e, consecutive5xx(5))(), "the proxy keeps its last good config")
+			require.Equal(t, good, e.Config().Clusters["payments"].Version)
+			requireNoTimeouts(t, e)
+
+			h.apply(circuitBreaker(9))
+			waitEnvoy(t, e, "the next good version", settled(e, consecutive5xx(9)))
+			requireNoTimeouts(t, e)
+			waitConverged(t, h, node)
+			require.Equal(t, 1, e.Stats().NACKs, "only the bad version is rejected")
+		})
+	}
+}
+
+// An Envoy whose stream breaks reconnects and resumes from its versions:
+// it ends warm with the same config and versions, nothing by timeout, and
+// a change after the reconnect still arrives.
+func TestEnvoyReconnect(t *testing.T) {
+	policy := func(n int) string {
+		return envoyPolicy(fmt.Sprintf("  timeouts: {request: 3s}\n  circuitBreaker: {consecutive5xx: %d}\n  fallback: {service: payments-static}\n", n))
+	}
+	for _, m := range envoyModes {
+		t.Run(m.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.apply(envoyServices() + "---\n" + policy(5))
+			e, node := startEnvoy(t, h, m.mode, nil)
+			check := func(n uint32) func(envoymodel.Config) error {
+				return func(cfg envoymodel.Config) error {
+					if err := checkFallback(cfg, 1); err != nil {
+						return err
+					}
+					c, err := activeCluster(cfg, "payments")
+					if err != nil {
+						return err
+					}
+					if got := c.GetOutlierDetection().GetConsecutive_5Xx().GetValue(); got != n {
+						return fmt.Errorf("payments consecutive_5xx = %d, want %d", got, n)
+					}
+					return nil
+				}
+			}
+			waitEnvoy(t, e, "initial config", settled(e, check(5)))
+			waitConverged(t, h, node)
+			before := versions(e.Config())
+			requests := e.Stats().Requests
+
+			require.NoError(t, e.Reconnect())
+			waitEnvoy(t, e, "resubscribed", func() error {
+				// CDS, EDS, LDS and RDS are each requested again on the new stream.
+				if n := e.Stats().Requests - requests; n < 4 {
+					return fmt.Errorf("%d requests since the reconnect", n)
+				}
+				return settled(e, check(5))()
+			})
+			waitConverged(t, h, node)
+			require.Equal(t, before, versions(e.Config()), "versions after the reconnect")
+			requireNoTimeouts(t, e)
+			require.Zero(t, e.Stats().NACKs)
+
+			h.apply(policy(6))
+			waitEnvoy(t, e, "a change after the reconnect", settled(e, check(6)))
+			requireNoTimeouts(t, e)
+			waitConverged(t, h, node)
+		})
+	}
+}
+
+// versions lists every active resource with its version.
+func versions(cfg envoymodel.Config) map[string]string {
+	out := map[string]string{}
+	for kind, rs := range map[string]map[string]envoymodel.Resource{
+		"cluster": cfg.Clusters, "endpoints": cfg.Endpoints, "listener": cfg.Listeners, "route": cfg.Routes,
+	} {
+		for name, r := range rs {
+			out[kind+"/"+name] = r.Version
+		}
+	}
+	return out
 }

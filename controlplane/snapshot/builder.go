@@ -16,6 +16,7 @@ import (
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
 	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver"
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/seal"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/xds/ir"
 	"github.com/bulwarkmesh/bulwark/xds/resolve"
@@ -49,7 +50,7 @@ type Builder struct {
 	// is translated, and a resource encoded, once per distinct content, for
 	// every group and build that needs it.
 	translated *translate.Cache
-	sealed     *xdsserver.Sealer
+	sealed     *seal.Sealer
 
 	mu       sync.Mutex
 	set      *policies.Set // the last set built from; never mutated
@@ -72,7 +73,7 @@ func NewBuilder(log *slog.Logger, cache *xdsserver.Cache, tr *xdsserver.Tracker,
 		log: log, cache: cache, tracker: tr, metrics: m,
 		set:        policies.NewSet(),
 		translated: translate.NewCache(),
-		sealed:     xdsserver.NewSealer(),
+		sealed:     seal.NewSealer(),
 		groups:     map[string]*group{},
 		rounds:     map[uint64]time.Time{},
 		problems:   map[string][]api.BuildProblem{},

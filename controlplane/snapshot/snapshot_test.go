@@ -18,6 +18,7 @@ import (
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
 	"github.com/bulwarkmesh/bulwark/controlplane/snapshot"
 	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver"
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/seal"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/store"
 	"github.com/bulwarkmesh/bulwark/store/storetest"
@@ -128,7 +129,7 @@ func (e *env) snapshot(t *testing.T) cachev3.ResourceSnapshot {
 
 func versions(snap cachev3.ResourceSnapshot) map[string]string {
 	out := map[string]string{}
-	for _, typ := range xdsserver.TypeURLs {
+	for _, typ := range seal.TypeURLs {
 		out[typ] = snap.GetVersion(typ)
 	}
 	return out

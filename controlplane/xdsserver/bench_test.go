@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/internal/meshtest"
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/seal"
 )
 
 // BenchmarkSnapshotBuild measures what a build adds after translation:
@@ -21,7 +22,7 @@ func BenchmarkSnapshotBuild(b *testing.B) {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := NewSnapshot(res); err != nil {
+				if _, _, err := seal.NewSnapshot(res); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -35,7 +36,7 @@ func BenchmarkSnapshotBuild(b *testing.B) {
 // stream; "unsealed" is what go-control-plane does on its own.
 func BenchmarkPushPerStream(b *testing.B) {
 	res := meshtest.RenderMesh(b, 1000)
-	sealed, _, err := NewSnapshot(res)
+	sealed, _, err := seal.NewSnapshot(res)
 	require.NoError(b, err)
 	plain, err := cachev3.NewSnapshot("v1", res.ByType())
 	require.NoError(b, err)
@@ -46,7 +47,7 @@ func BenchmarkPushPerStream(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				for _, t := range TypeURLs {
+				for _, t := range seal.TypeURLs {
 					pushOnce(b, c.snap, t)
 				}
 			}
@@ -59,7 +60,7 @@ func BenchmarkPushPerStream(b *testing.B) {
 // version, then shared by every stream (what a stream of a group costs once
 // the first one was answered).
 func BenchmarkPushPerStreamShared(b *testing.B) {
-	snap, _, err := NewSnapshot(meshtest.RenderMesh(b, 1000))
+	snap, _, err := seal.NewSnapshot(meshtest.RenderMesh(b, 1000))
 	require.NoError(b, err)
 	g := NewCache()
 	node := &corev3.Node{Id: "n", Cluster: "svc-00000", UserAgentName: "envoy"}
@@ -67,7 +68,7 @@ func BenchmarkPushPerStreamShared(b *testing.B) {
 	ch := make(chan cachev3.Response, 1)
 	b.ReportAllocs()
 	for b.Loop() {
-		for _, t := range TypeURLs {
+		for _, t := range seal.TypeURLs {
 			req := &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: t}
 			if _, err := g.CreateWatch(req, stream.NewSotwSubscription(nil, true), ch); err != nil {
 				b.Fatal(err)

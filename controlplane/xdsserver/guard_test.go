@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/internal/meshtest"
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/seal"
 )
 
 // TestWatchBeforeFirstSnapshotIsAnswered: a proxy that reconnects to a
@@ -20,12 +21,12 @@ import (
 // answered, or the proxy never ACKs on it.
 func TestWatchBeforeFirstSnapshotIsAnswered(t *testing.T) {
 	res := meshtest.RenderMesh(t, 2)
-	snap, versions, err := NewSnapshot(res)
+	snap, versions, err := seal.NewSnapshot(res)
 	require.NoError(t, err)
 	g := NewCache()
 	node := &corev3.Node{Id: "envoy-1", Cluster: "svc-00000", UserAgentName: "envoy"}
 	group := NodeHash{}.ID(node)
-	for _, typ := range TypeURLs {
+	for _, typ := range seal.TypeURLs {
 		ch := make(chan cachev3.Response, 1)
 		req := &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: typ, VersionInfo: versions[typ]}
 		_, err := g.CreateWatch(req, stream.NewSotwSubscription(nil, true), ch)
@@ -53,7 +54,7 @@ func TestWatchBeforeFirstSnapshotIsAnswered(t *testing.T) {
 // back until the next one.
 func TestSotWAnswersAreSharedAndFollowTheCacheRules(t *testing.T) {
 	res := meshtest.RenderMesh(t, 3)
-	snap, versions, err := NewSnapshot(res)
+	snap, versions, err := seal.NewSnapshot(res)
 	require.NoError(t, err)
 	g := NewCache()
 	node := func(id string) *corev3.Node {
@@ -117,7 +118,7 @@ func TestSotWAnswersAreSharedAndFollowTheCacheRules(t *testing.T) {
 	require.Equal(t, 1, g.parkedCount())
 	require.NoError(t, g.SetSnapshot(t.Context(), group, snap))
 	require.Equal(t, 1, g.parkedCount(), "the same version again is not sent")
-	snap2, versions2, err := NewSnapshot(meshtest.RenderMesh(t, 4))
+	snap2, versions2, err := seal.NewSnapshot(meshtest.RenderMesh(t, 4))
 	require.NoError(t, err)
 	require.NotEqual(t, versions[resourcev3.RouteType], versions2[resourcev3.RouteType])
 	require.NoError(t, g.SetSnapshot(t.Context(), group, snap2))

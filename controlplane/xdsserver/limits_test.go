@@ -21,6 +21,7 @@ import (
 
 	"github.com/bulwarkmesh/bulwark/controlplane/internal/meshtest"
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/seal"
 )
 
 // xdsEnv is a real xDS server on loopback over a Cache and a Tracker.
@@ -97,7 +98,7 @@ func recvOne(t *testing.T, s discoveryv3.AggregatedDiscoveryService_StreamAggreg
 // so no proxy got config again.
 func TestUnknownTypeURLsAreRefused(t *testing.T) {
 	e := newXDSEnv(t)
-	snap, _, err := NewSnapshot(meshtest.RenderMesh(t, 2))
+	snap, _, err := seal.NewSnapshot(meshtest.RenderMesh(t, 2))
 	require.NoError(t, err)
 	abuser := &corev3.Node{Id: "abuser", Cluster: "svc-00000", UserAgentName: "envoy"}
 	group := e.cache.hash.ID(abuser)
@@ -125,7 +126,7 @@ func TestUnknownTypeURLsAreRefused(t *testing.T) {
 	first := recvOne(t, s)
 	require.Equal(t, snap.GetVersion(resourcev3.ClusterType), first.GetVersionInfo())
 	require.NoError(t, s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: first.GetVersionInfo(), ResponseNonce: first.GetNonce()}))
-	next, _, err := NewSnapshot(meshtest.RenderMesh(t, 3))
+	next, _, err := seal.NewSnapshot(meshtest.RenderMesh(t, 3))
 	require.NoError(t, err)
 	resume := e.cache.Pause()
 	require.NoError(t, e.cache.SetSnapshot(t.Context(), group, next))
@@ -164,7 +165,7 @@ func TestOversizedNodesAreRefused(t *testing.T) {
 func TestUnsubscribeOnOneStreamDoesNotResendToAnother(t *testing.T) {
 	e := newXDSEnv(t)
 	res := meshtest.RenderMesh(t, 3)
-	snap, _, err := NewSnapshot(res)
+	snap, _, err := seal.NewSnapshot(res)
 	require.NoError(t, err)
 	na := &corev3.Node{Id: "a", Cluster: "svc-00000", UserAgentName: "envoy"}
 	nb := &corev3.Node{Id: "b", Cluster: "svc-00000", UserAgentName: "envoy"}

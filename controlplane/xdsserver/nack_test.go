@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/internal/meshtest"
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/seal"
 )
 
 // nackEnv is a cache with one group's snapshot and helpers to open watches
@@ -25,7 +26,7 @@ type nackEnv struct {
 
 func newNackEnv(t *testing.T, services int) *nackEnv {
 	res := meshtest.RenderMesh(t, services)
-	snap, versions, err := NewSnapshot(res)
+	snap, versions, err := seal.NewSnapshot(res)
 	require.NoError(t, err)
 	g := NewCache()
 	group := g.hash.ID(envoyNode("n"))
@@ -106,7 +107,7 @@ func TestRejectionsAreForgottenAndBounded(t *testing.T) {
 	e.g.Reject("o", 1, e.group, resourcev3.EndpointType, v, e.eds)
 	require.Equal(t, 2, e.g.Rejections())
 
-	next, _, err := NewSnapshot(meshtest.RenderMesh(t, 3))
+	next, _, err := seal.NewSnapshot(meshtest.RenderMesh(t, 3))
 	require.NoError(t, err)
 	require.NoError(t, e.g.SetSnapshot(t.Context(), e.group, next))
 	require.True(t, e.watch("n", 1, "accepted-before", e.eds...), "a new version goes out")

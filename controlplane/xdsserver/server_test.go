@@ -17,6 +17,7 @@ import (
 
 	"github.com/bulwarkmesh/bulwark/controlplane/internal/meshtest"
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/seal"
 )
 
 // The ADS server runs a goroutine per stream and gRPC its own; every test
@@ -98,7 +99,7 @@ func TestADSStreamIsAnsweredAndFollowed(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "the proxy is not tracked")
 	require.Equal(t, map[string]bool{group: true}, e.tracker.Groups())
 
-	snap, versions, err := NewSnapshot(meshtest.RenderMesh(t, 2))
+	snap, versions, err := seal.NewSnapshot(meshtest.RenderMesh(t, 2))
 	require.NoError(t, err)
 	e.tracker.Published(Publication{Group: group, Versions: versions, Revision: 5})
 	require.NoError(t, e.cache.SetSnapshot(t.Context(), group, snap))
@@ -114,7 +115,7 @@ func TestADSStreamIsAnsweredAndFollowed(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "the ACK is not tracked")
 
 	// A new version, which the proxy rejects.
-	snap2, versions2, err := NewSnapshot(meshtest.RenderMesh(t, 3))
+	snap2, versions2, err := seal.NewSnapshot(meshtest.RenderMesh(t, 3))
 	require.NoError(t, err)
 	require.NotEqual(t, versions[typ], versions2[typ])
 	e.tracker.Published(Publication{Group: group, Versions: versions2, Revision: 6})

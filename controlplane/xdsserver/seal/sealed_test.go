@@ -1,4 +1,4 @@
-package xdsserver
+package seal
 
 import (
 	"testing"
@@ -88,4 +88,26 @@ func TestSealedMarshalAppendsToABuffer(t *testing.T) {
 	require.Equal(t, c.GetName(), cachev3.GetResourceName(s))
 	cla := seal(res.Endpoints[0], res.Endpoints[0].GetClusterName(), nil)
 	require.Equal(t, res.Endpoints[0].GetClusterName(), cachev3.GetResourceName(cla))
+}
+
+// pushOnce answers one wildcard SotW watch from snap with go-control-plane's own
+// cache, as a stream would be answered.
+func pushOnce(tb testing.TB, snap *cachev3.Snapshot, typeURL string) *discoveryv3.DiscoveryResponse {
+	tb.Helper()
+	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	node := &corev3.Node{Id: "n"}
+	if err := cache.SetSnapshot(tb.Context(), "n", snap); err != nil {
+		tb.Fatal(err)
+	}
+	ch := make(chan cachev3.Response, 1)
+	req := &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: typeURL}
+	sub := stream.NewSotwSubscription(nil, true)
+	if _, err := cache.CreateWatch(req, sub, ch); err != nil {
+		tb.Fatal(err)
+	}
+	out, err := (<-ch).GetDiscoveryResponse()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }

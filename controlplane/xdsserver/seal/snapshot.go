@@ -1,4 +1,4 @@
-package xdsserver
+package seal
 
 import (
 	"cmp"

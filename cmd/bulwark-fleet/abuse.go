@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sort"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -28,8 +30,9 @@ type abuseReport struct {
 	ClustersSent int64 `json:"clustersSent"`
 	Streams      int64 `json:"streams"`
 	Responses    int64 `json:"responses"`
-	// Errors counts the streams that ended with an error, by gRPC code
-	// (InvalidArgument: the server refused an unknown type URL).
+	// Errors counts how the streams ended, by gRPC code (InvalidArgument:
+	// the server refused an unknown type URL; EOF: it closed the stream
+	// cleanly after the client's CloseSend).
 	Errors  map[string]int64 `json:"errors,omitempty"`
 	Seconds float64          `json:"seconds"`
 	// Unfinished is set when the abusers were stopped (time limit or end
@@ -157,64 +160,63 @@ func (a *abuser) stream(ctx context.Context, conn *grpc.ClientConn, node *corev3
 		return false
 	}
 	a.strms.Add(1)
-	got := make(chan error, 1)
+	// The receiver drains the stream; first closes on the first response,
+	// done when the stream has ended (recvErr says how).
+	first, done := make(chan struct{}), make(chan struct{})
+	var recvErr error
 	go func() {
-		first := true
-		for {
+		defer close(done)
+		for n := 0; ; n++ {
 			if _, err := s.Recv(); err != nil {
-				got <- err
+				recvErr = err
 				return
 			}
 			a.resps.Add(1)
-			if first {
-				first = false
-				got <- nil
+			if n == 0 {
+				close(first)
 			}
 		}
 	}()
+	end := func(ok bool) bool {
+		cancel()
+		<-done
+		if status.Code(recvErr) != codes.Canceled {
+			a.fail(recvErr)
+		}
+		return ok
+	}
 	send := func(typeURL string) error {
 		return s.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: typeURL})
 	}
 	if withCluster && node.Cluster != "abuse-shared" {
 		if send(typeURL[tCDS]) != nil || send(typeURL[tLDS]) != nil {
-			return a.end(cancel, got, false)
+			return end(false)
 		}
 		a.sentC.Add(1)
 	}
 	for ; *next < hi; *next++ {
 		if send(fmt.Sprintf("type.googleapis.com/bulwark.abuse.v1.Garbage%07d", *next)) != nil {
-			return a.end(cancel, got, false)
+			return end(false)
 		}
 		a.sentT.Add(1)
 	}
 	if err := s.CloseSend(); err != nil {
-		return a.end(cancel, got, false)
+		return end(false)
 	}
 	select {
-	case <-got:
+	case <-first:
+	case <-done:
 	case <-time.After(2 * time.Second):
 	case <-ctx.Done():
 	}
-	return a.end(cancel, got, true)
-}
-
-// end closes a stream and records how it ended; done is passed through.
-func (a *abuser) end(cancel context.CancelFunc, got chan error, done bool) bool {
-	cancel()
-	for {
-		err := <-got
-		if err != nil {
-			if status.Code(err).String() != "Canceled" {
-				a.fail(err)
-			}
-			return done
-		}
-	}
+	return end(true)
 }
 
 func (a *abuser) fail(err error) {
 	code := "Unknown"
-	if s, ok := status.FromError(err); ok {
+	if errors.Is(err, io.EOF) {
+		code = "EOF" // the server ended the stream after the client's CloseSend
+	} else if s, ok := status.FromError(err); ok {
 		code = s.Code().String()
 	} else if errors.Is(err, context.DeadlineExceeded) {
 		code = "DeadlineExceeded"

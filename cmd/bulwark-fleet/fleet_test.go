@@ -193,6 +193,7 @@ func TestAbuseIsBounded(t *testing.T) {
 	require.LessOrEqual(t, a.TypesSent, int64(1200))
 	require.LessOrEqual(t, a.ClustersSent, int64(20))
 	require.Positive(t, a.Streams)
+	t.Logf("abuse: %+v", *a)
 	for _, w := range rep.Writes {
 		require.Equal(t, 6, w.Converged)
 	}

@@ -6,6 +6,12 @@
 #
 #   deploy/bench/fleet.sh --streams 5000 --sources 10 --seed-services 100
 #   deploy/bench/fleet.sh --scenario storm --streams 10000
+#   deploy/bench/fleet.sh --streams 1000 --sources 10 --seed-services 100 --writes 5 --change cluster --protocol delta
+#   deploy/bench/fleet.sh --streams 1000 --sources 10 --seed-services 100 --abuse-types 50000 --abuse-clusters 2000
+#
+# Envoy proxies run the Envoy ADS model (test/envoymodel) and converge only
+# once nothing is warming; --warming=false makes them ACK whatever arrives.
+# Progress goes to stderr, one line per phase; the JSON summary to stdout.
 #
 # Ports: BENCH_XDS (28000), BENCH_ADMIN (28080), BENCH_ETCD (22379) and
 # BENCH_ETCD_PEER (22380); BENCH_BIN is where the binaries are built (bin);

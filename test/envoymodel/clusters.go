@@ -6,7 +6,6 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	"google.golang.org/protobuf/proto"
 )
 
 // clusterInst is one cluster object as the cluster manager builds it from a CDS
@@ -63,10 +62,10 @@ func (e *Envoy) applyClusters(items []item, removed []string, full bool) {
 			slot = &clusterSlot{}
 			e.clusters[it.name] = slot
 		} else if slot.warming != nil {
-			if proto.Equal(slot.warming.msg, c) {
+			if sameMessage(slot.warming.msg, c) {
 				continue
 			}
-		} else if slot.active != nil && proto.Equal(slot.active.msg, c) {
+		} else if slot.active != nil && sameMessage(slot.active.msg, c) {
 			continue
 		}
 		inst := &clusterInst{msg: c, version: it.version, eds: edsServiceName(c)}

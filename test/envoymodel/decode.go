@@ -28,20 +28,6 @@ type rdsRef struct {
 
 var hcmTypeURL = "type.googleapis.com/" + string((&hcmv3.HttpConnectionManager{}).ProtoReflect().Descriptor().FullName())
 
-func newMessage(typeURL string) proto.Message {
-	switch typeURL {
-	case typeCluster:
-		return &clusterv3.Cluster{}
-	case typeEndpoint:
-		return &endpointv3.ClusterLoadAssignment{}
-	case typeListener:
-		return &listenerv3.Listener{}
-	case typeRoute:
-		return &routev3.RouteConfiguration{}
-	}
-	return nil
-}
-
 func resourceName(m proto.Message) string {
 	switch r := m.(type) {
 	case *clusterv3.Cluster:
@@ -59,32 +45,35 @@ func resourceName(m proto.Message) string {
 type validator interface{ ValidateAll() error }
 
 // decode unpacks one resource and validates it as Envoy's OpaqueResourceDecoderImpl
-// does (anyConvertAndValidate), then asks the test's rejection predicate.
+// does (anyConvertAndValidate), then asks the test's rejection predicate. Unpacking and
+// validation are shared by every instance through the process-wide cache (see
+// sharedDecode); the predicate runs for this instance on every resource.
 func (e *Envoy) decode(typeURL, name, version string, a *anypb.Any) (item, error) {
 	if a.GetTypeUrl() != typeURL {
 		return item{}, fmt.Errorf("%s does not match the message-wide type URL %s", a.GetTypeUrl(), typeURL)
 	}
-	msg := newMessage(typeURL)
-	if msg == nil {
+	d, msg := sharedDecode(typeURL, a.GetValue())
+	switch d.stage {
+	case stageUnsupported:
 		return item{}, fmt.Errorf("unsupported type URL %s", typeURL)
+	case stageUnpack:
+		return item{}, fmt.Errorf("unable to unpack as %s: %w", typeURL, d.err)
 	}
-	if err := a.UnmarshalTo(msg); err != nil {
-		return item{}, fmt.Errorf("unable to unpack as %s: %w", typeURL, err)
+	switch {
+	case name == "":
+		name = d.name
+	case name == d.name:
+		name = d.name // the shared copy of the string, not this response's
+	default:
+		name = intern(name)
 	}
-	if name == "" {
-		name = resourceName(msg)
+	switch d.stage {
+	case stageValidate:
+		return item{}, fmt.Errorf("%s: proto constraint validation failed: %w", name, d.err)
+	case stageListener:
+		return item{}, fmt.Errorf("%s: %w", name, d.err)
 	}
-	if err := msg.(validator).ValidateAll(); err != nil {
-		return item{}, fmt.Errorf("%s: proto constraint validation failed: %w", name, err)
-	}
-	it := item{name: name, version: version, msg: msg}
-	if l, ok := msg.(*listenerv3.Listener); ok {
-		refs, err := listenerRDS(l)
-		if err != nil {
-			return item{}, fmt.Errorf("%s: %w", name, err)
-		}
-		it.rds = refs
-	}
+	it := item{name: name, version: intern(version), msg: msg, rds: d.rds}
 	if e.opts.Reject != nil {
 		if err := e.opts.Reject(typeURL, name, msg); err != nil {
 			return item{}, fmt.Errorf("%s: %w", name, err)

@@ -53,5 +53,12 @@
 // model does not reproduce.
 //
 // An instance costs one goroutine for its stream (plus a short-lived one when a timeout
-// fires) and keeps only decoded resources, so a fleet simulator can run thousands.
+// fires) and its own bookkeeping, so a fleet simulator can run thousands. Decoding and
+// validating a resource is shared by every instance in the process: the server sends
+// the same bytes to every proxy of a group, and the model caches the outcome by the
+// resource's type URL and encoded bytes, so all instances that accepted those bytes
+// hold one decoded message. Shared messages (those [Envoy.Config] returns and those a
+// Reject predicate sees) are immutable and must not be modified. The predicate itself
+// runs for each instance on every resource, cached or not. The cache holds messages
+// weakly and drops an entry once no instance references its message.
 package envoymodel

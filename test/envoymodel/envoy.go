@@ -46,7 +46,10 @@ type Options struct {
 	InitialFetchTimeout time.Duration
 	// Reject, if set, is asked about every decoded and validated resource; a non-nil
 	// error rejects the whole response, exactly like a validation failure. It runs on
-	// the stream's goroutine with the model locked and must not call the model.
+	// the stream's goroutine with the model locked and must not call the model. The
+	// resource is shared with every instance that received the same bytes and must not
+	// be modified; the predicate is asked for each instance, also when the decoding
+	// came from the cache.
 	Reject func(typeURL, name string, resource proto.Message) error
 	// UseEDSCacheOnTimeout models the envoy.restart_features.use_eds_cache_for_ads
 	// runtime feature (off by default in Envoy): a cluster warmed by timeout keeps the

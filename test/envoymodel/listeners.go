@@ -44,10 +44,10 @@ func (e *Envoy) applyListeners(items []item, removed []string, full bool) {
 			slot = &listenerSlot{}
 			e.listeners[it.name] = slot
 		} else if slot.warming != nil {
-			if proto.Equal(slot.warming.msg, l) {
+			if sameMessage(slot.warming.msg, l) {
 				continue
 			}
-		} else if slot.active != nil && proto.Equal(slot.active.msg, l) {
+		} else if slot.active != nil && sameMessage(slot.active.msg, l) {
 			continue
 		}
 		inst := &listenerInst{msg: l, version: it.version}
@@ -151,8 +151,8 @@ func (e *Envoy) promoteListeners() {
 	}
 }
 
-// Resource is one resource as the model holds it. Message is shared with the model
-// and must not be modified.
+// Resource is one resource as the model holds it. Message is shared with the model,
+// and with every other instance that received the same bytes, and must not be modified.
 type Resource struct {
 	// Version is the SotW version_info or the delta resource version it came with.
 	Version string

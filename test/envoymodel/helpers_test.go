@@ -83,18 +83,25 @@ func (s *recordingStream) RecvMsg(m any) error {
 	return nil
 }
 
-func startServer(t *testing.T) *xdsServer {
+func startServer(t testing.TB) *xdsServer { return startServerRecording(t, true) }
+
+// startServerRecording is startServer; without record, no request is kept.
+func startServerRecording(t testing.TB, record bool) *xdsServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	x := &xdsServer{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, quietLog{})}
-	gs := grpc.NewServer(grpc.StreamInterceptor(
-		func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			x.mu.Lock()
-			x.streams++
-			id := x.streams
-			x.mu.Unlock()
-			return h(srv, &recordingStream{ServerStream: ss, x: x, id: id})
-		}))
+	var opts []grpc.ServerOption
+	if record {
+		opts = append(opts, grpc.StreamInterceptor(
+			func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				x.mu.Lock()
+				x.streams++
+				id := x.streams
+				x.mu.Unlock()
+				return h(srv, &recordingStream{ServerStream: ss, x: x, id: id})
+			}))
+	}
+	gs := grpc.NewServer(opts...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(ctx, x.cache, nil))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -118,7 +125,7 @@ type resources map[string][]types.Resource
 
 // contentVersion is the version a content-versioned control plane (Bulwark's §8)
 // gives a type: a hash of its resources.
-func contentVersion(t *testing.T, items []types.Resource) string {
+func contentVersion(t testing.TB, items []types.Resource) string {
 	t.Helper()
 	byName := map[string][]byte{}
 	names := []string{}
@@ -140,7 +147,7 @@ func contentVersion(t *testing.T, items []types.Resource) string {
 }
 
 // setContent publishes res with content-hash versions per type.
-func (x *xdsServer) setContent(t *testing.T, res resources) map[string]string {
+func (x *xdsServer) setContent(t testing.TB, res resources) map[string]string {
 	t.Helper()
 	versions := map[string]string{}
 	s := &cachev3.Snapshot{}
@@ -154,7 +161,7 @@ func (x *xdsServer) setContent(t *testing.T, res resources) map[string]string {
 }
 
 // setVersion publishes res with one explicit version for every type.
-func (x *xdsServer) setVersion(t *testing.T, version string, res resources) {
+func (x *xdsServer) setVersion(t testing.TB, version string, res resources) {
 	t.Helper()
 	s, err := cachev3.NewSnapshot(version, res)
 	if err != nil {
@@ -163,7 +170,7 @@ func (x *xdsServer) setVersion(t *testing.T, version string, res resources) {
 	x.set(t, s)
 }
 
-func (x *xdsServer) set(t *testing.T, s *cachev3.Snapshot) {
+func (x *xdsServer) set(t testing.TB, s *cachev3.Snapshot) {
 	t.Helper()
 	if err := x.cache.SetSnapshot(context.Background(), testNode, s); err != nil {
 		t.Fatal(err)

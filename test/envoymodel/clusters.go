@@ -103,6 +103,7 @@ func (e *Envoy) applyClusters(items []item, removed []string, full bool) {
 		}
 		delete(e.clusters, n)
 	}
+	e.edsWatchesChanged()
 	if watchChanged {
 		if eds.subscribed {
 			e.queue(eds)
@@ -118,18 +119,10 @@ func (e *Envoy) applyClusters(items []item, removed []string, full bool) {
 // applyEndpoints delivers assignments to every cluster instance watching them; a
 // warming instance that gets its assignment finishes warming.
 func (e *Envoy) applyEndpoints(items []item, removed []string) {
-	byName := map[string][]*clusterSlot{}
-	for _, s := range e.clusters {
-		if s.active != nil && s.active.eds != "" {
-			byName[s.active.eds] = append(byName[s.active.eds], s)
-		}
-		if w := s.warming; w != nil && w.eds != "" && (s.active == nil || s.active.eds != w.eds) {
-			byName[w.eds] = append(byName[w.eds], s)
-		}
-	}
+	watching := e.edsWatchers(len(items) + len(removed))
 	for _, it := range items {
 		cla := it.msg.(*endpointv3.ClusterLoadAssignment)
-		for _, s := range byName[it.name] {
+		for _, s := range watching(it.name) {
 			if s.active != nil && s.active.eds == it.name {
 				s.active.cla, s.active.claVer = cla, it.version
 			}
@@ -142,7 +135,7 @@ func (e *Envoy) applyEndpoints(items []item, removed []string) {
 	// A delta removal reaches EdsClusterImpl as an empty update: pre-init completes
 	// with whatever hosts the instance has (none for a new one).
 	for _, n := range removed {
-		for _, s := range byName[n] {
+		for _, s := range watching(n) {
 			if s.warming != nil && s.warming.eds == n {
 				e.promoteCluster(s)
 			}
@@ -151,11 +144,66 @@ func (e *Envoy) applyEndpoints(items []item, removed []string) {
 	e.clustersChanged()
 }
 
+// edsWatchers returns the cluster slots watching an EDS service name, as they are now:
+// a slot whose instances watch the name is listed once. For a few names (a delta
+// update) it scans the clusters for each; for more it indexes them once. Promoting a
+// cluster meanwhile only moves a watch from the warming to the active instance, so
+// both return the same slots for every name.
+func (e *Envoy) edsWatchers(names int) func(string) []*clusterSlot {
+	watches := func(s *clusterSlot, n string) bool {
+		return (s.active != nil && s.active.eds == n) || (s.warming != nil && s.warming.eds == n)
+	}
+	if names <= 4 {
+		var buf []*clusterSlot
+		return func(n string) []*clusterSlot {
+			buf = buf[:0]
+			for _, s := range e.clusters {
+				if watches(s, n) {
+					buf = append(buf, s)
+				}
+			}
+			return buf
+		}
+	}
+	byName := map[string][]*clusterSlot{}
+	for _, s := range e.clusters {
+		if s.active != nil && s.active.eds != "" {
+			byName[s.active.eds] = append(byName[s.active.eds], s)
+		}
+		if w := s.warming; w != nil && w.eds != "" && (s.active == nil || s.active.eds != w.eds) {
+			byName[w.eds] = append(byName[w.eds], s)
+		}
+	}
+	return func(n string) []*clusterSlot { return byName[n] }
+}
+
+// edsWatchesChanged forgets the EDS names derived from the clusters; callers hold e.mu
+// and call it after changing a slot's instances.
+func (e *Envoy) edsWatchesChanged() { e.edsNames, e.edsSorted = nil, nil }
+
+// edsWatches returns the EDS service names the cluster instances watch, as a set and
+// sorted (nil if none); both are shared and must not be modified.
+func (e *Envoy) edsWatches() (map[string]struct{}, []string) {
+	if e.edsNames == nil {
+		e.edsNames = map[string]struct{}{}
+		for _, s := range e.clusters {
+			for _, c := range []*clusterInst{s.active, s.warming} {
+				if c != nil && c.eds != "" {
+					e.edsNames[c.eds] = struct{}{}
+				}
+			}
+		}
+		e.edsSorted = sorted(e.edsNames)
+	}
+	return e.edsNames, e.edsSorted
+}
+
 // promoteCluster is clusterWarmingToActive. The replaced instance is destroyed, and
 // with it its EDS watch, which queues an EDS request with the (unchanged) names.
 func (e *Envoy) promoteCluster(s *clusterSlot) {
 	old := s.active
 	s.active, s.warming = s.warming, nil
+	e.edsWatchesChanged()
 	if s.active.timedOut {
 		e.stats.ClustersWarmedByTimeout++
 	}

@@ -83,6 +83,11 @@ type Envoy struct {
 	listeners map[string]*listenerSlot
 	routes    map[string]*routeSub
 
+	// edsNames and edsSorted are the EDS names the clusters watch, derived from
+	// clusters when asked and forgotten when a slot changes (see edsWatches).
+	edsNames  map[string]struct{}
+	edsSorted []string
+
 	cdsSeen       bool      // a CDS response was processed (or CDS timed out)
 	cdsDeadline   time.Time // initial_fetch_timeout of the CDS subscription
 	initDone      bool      // cluster manager initialized, LDS started

@@ -108,18 +108,13 @@ func (e *Envoy) flush(t *apiState) {
 	t.pending = false
 }
 
-// names is the set of resource names a type's watches ask for (nil for wildcard).
+// names is the set of resource names a type's watches ask for (empty for wildcard).
+// The set may be shared and must not be modified.
 func (e *Envoy) names(t *apiState) map[string]struct{} {
 	out := map[string]struct{}{}
 	switch t.typeURL {
 	case typeEndpoint:
-		for _, s := range e.clusters {
-			for _, c := range []*clusterInst{s.active, s.warming} {
-				if c != nil && c.eds != "" {
-					out[c.eds] = struct{}{}
-				}
-			}
-		}
+		out, _ = e.edsWatches()
 	case typeRoute:
 		for n := range e.routes {
 			out[n] = struct{}{}
@@ -147,7 +142,10 @@ func (e *Envoy) sendSotw(t *apiState) {
 		ResponseNonce: t.nonce,
 		ErrorDetail:   t.errDetail,
 	}
-	if !t.wildcard {
+	switch {
+	case t.typeURL == typeEndpoint:
+		_, req.ResourceNames = e.edsWatches() // shared: the request is not modified
+	case !t.wildcard:
 		req.ResourceNames = sorted(e.names(t))
 	}
 	if e.firstReq {

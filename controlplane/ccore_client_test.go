@@ -216,6 +216,3 @@ func (c *ccoreClient) call(target string, timeout time.Duration, payload string,
 	}
 	return ccoreResult{}
 }
-
-// log is the client's stderr so far (C-core's own log lines).
-func (c *ccoreClient) log() string { return c.stderr.String() }

@@ -32,12 +32,14 @@ import (
 // connected, warm Envoy of checkout, over SotW and delta, and the change
 // must become active without any cluster or listener waiting for
 // initial_fetch_timeout (a cluster that warms by timeout serves no
-// endpoints). The model's timeout is 5 s, so a stall shows up as a flag
-// (Stats().ClustersWarmedByTimeout) well inside the 20 s waits.
+// endpoints). The model's timeout is 20 s, so a stall (which lasts
+// forever without the timeout) shows up as a flag
+// (Stats().ClustersWarmedByTimeout) inside the 60 s waits, while a slow,
+// loaded machine does not.
 
 const (
-	envoyFetchTimeout = 5 * time.Second
-	envoyWait         = 20 * time.Second
+	envoyFetchTimeout = 20 * time.Second
+	envoyWait         = 60 * time.Second
 	faultFilter       = "envoy.filters.http.fault"
 )
 

@@ -65,7 +65,12 @@ var errNoRestart = errors.New("the control plane was started elsewhere: give --e
 // garbage (/debug/pprof/heap?gc=1), twice: sync.Pool caches survive one
 // collection, and they are caches, not memory the control plane holds.
 func pprofGC(ctx context.Context, c *http.Client, admin string) bool {
-	return pprofGCOnce(ctx, c, admin) && pprofGCOnce(ctx, c, admin)
+	for range 2 {
+		if !pprofGCOnce(ctx, c, admin) {
+			return false
+		}
+	}
+	return true
 }
 
 func pprofGCOnce(ctx context.Context, c *http.Client, admin string) bool {

@@ -59,10 +59,6 @@ func FlavorOf(node *corev3.Node) ir.Flavor {
 	return ir.FlavorEnvoy
 }
 
-// GroupOf returns the group a node belongs to when every caller is known
-// and every outbound override honoured: node.cluster is its service.
-func GroupOf(node *corev3.Node) GroupKey { return (*Groups)(nil).Of(node) }
-
 // Groups maps nodes to groups with a bounded number of groups: one per
 // known caller (a Service, or a name that policies' sources use), one for
 // every other caller, and at most MaxOutboundOverrides outbound addresses.

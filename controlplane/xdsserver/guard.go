@@ -7,6 +7,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // Cache wraps the snapshot cache. It answers state-of-the-world watches
@@ -60,6 +61,9 @@ type Cache struct {
 	answers map[string]map[answerKey]*sotwAnswer
 	// blocked counts answers not sent because the stream's channel was full.
 	blocked int
+	// owedEDS: the Envoy streams that were sent a CDS response and no EDS
+	// response since (see Sent).
+	owedEDS map[int64]bool
 }
 
 // maxRejections bounds the rejections remembered; past it the oldest are
@@ -94,6 +98,7 @@ func NewCache() *Cache {
 		hash:          hash,
 		rejected:      map[string]map[string]*rejection{},
 		streamOf:      map[*discoveryv3.DiscoveryRequest]int64{},
+		owedEDS:       map[int64]bool{},
 		current:       map[string]cachev3.ResourceSnapshot{},
 		watches:       map[string]map[*sotwWatch]struct{}{},
 		answers:       map[string]map[answerKey]*sotwAnswer{},
@@ -235,6 +240,32 @@ func (g *Cache) NoteRequest(req, prev *discoveryv3.DiscoveryRequest, streamID in
 	if req != nil {
 		g.streamOf[req] = streamID
 	}
+	g.mu.Unlock()
+}
+
+// Sent records that a state-of-the-world response of a type went out on an
+// Envoy's stream. After a CDS response, the stream is owed an EDS response:
+// Envoy warms every cluster that response added or changed until an EDS
+// response arrives after it, and asks for EDS again with the names and
+// version it has. Publications send CDS before EDS, but an EDS request can
+// be answered from a newer snapshot before that snapshot's CDS reaches the
+// stream (Envoy holds its CDS ACK while clusters warm); its next EDS request
+// must then be answered even though its version is current.
+func (g *Cache) Sent(streamID int64, typeURL string) {
+	g.mu.Lock()
+	switch typeURL {
+	case resourcev3.ClusterType:
+		g.owedEDS[streamID] = true
+	case resourcev3.EndpointType:
+		delete(g.owedEDS, streamID)
+	}
+	g.mu.Unlock()
+}
+
+// StreamClosed forgets a stream.
+func (g *Cache) StreamClosed(streamID int64) {
+	g.mu.Lock()
+	delete(g.owedEDS, streamID)
 	g.mu.Unlock()
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
+	"github.com/bulwarkmesh/bulwark/xds/ir"
 )
 
 // shortType names resource types for people.
@@ -147,6 +148,7 @@ func (t *Tracker) closed(id int64) {
 	if st != nil && st.lastReq != nil {
 		t.cache.NoteRequest(nil, st.lastReq, id)
 	}
+	t.cache.StreamClosed(id)
 	t.mu.Lock()
 	var gone *api.ProxyStatus
 	if st != nil && st.nodeID != "" {
@@ -264,6 +266,9 @@ func (t *Tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) e
 
 // OnStreamResponse implements the server callbacks.
 func (t *Tracker) OnStreamResponse(_ context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	if FlavorOf(req.GetNode()) == ir.FlavorEnvoy {
+		t.cache.Sent(id, req.GetTypeUrl())
+	}
 	t.sent(id, req.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
 }
 

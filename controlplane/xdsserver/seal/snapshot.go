@@ -29,9 +29,8 @@ var TypeURLs = []resourcev3.Type{resourcev3.ListenerType, resourcev3.RouteType, 
 // request with the same names and version, which a purely content-versioned
 // server does not answer when the endpoints did not change, so the cluster
 // waits for initial_fetch_timeout (15 s) and then serves with no endpoints.
-// So a load assignment's version also covers its cluster: in state of the
-// world the EDS version hashes the CDS version too, and in delta each load
-// assignment's version hashes its cluster's. A change to a cluster
+// So a load assignment's version also covers its cluster's, and the EDS
+// version (state of the world) hashes the assignments' versions. A change to a cluster
 // therefore always sends its endpoints again (Kuma's reconcile.go does the
 // same). Listeners need no such rule: Envoy shares route configuration
 // subscriptions by name, so a changed listener that keeps its route name
@@ -75,10 +74,12 @@ func (z *Sealer) Snapshot(res *translate.Resources) (*cachev3.Snapshot, map[stri
 		}
 	}
 	for _, t := range TypeURLs {
+		// A type's version hashes its resources' versions, so it moves
+		// exactly when one of them does (or one comes or goes): a delta
+		// stream is then sent a response of that type, which it ACKs. The
+		// endpoint version moves with an EDS cluster's change, not with a
+		// change to a cluster that has no endpoints (an aggregate).
 		v := typeVersion(sealed[t], snap.VersionMap[t])
-		if t == resourcev3.EndpointType {
-			v = combine(v, versions[resourcev3.ClusterType])
-		}
 		out := make([]types.Resource, len(sealed[t]))
 		for i, s := range sealed[t] {
 			out[i] = s

@@ -43,8 +43,18 @@ fleet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+# Static checks beyond go vet, pinned; `go run` fetches them from the module
+# proxy on first use and caches them.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+DEADCODE    := golang.org/x/tools/cmd/deadcode@v0.52.0
+
+## vet: go vet, staticcheck, and deadcode (no function unreachable from a
+## command or a test)
 vet:
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	@out=$$($(GO) run $(DEADCODE) -test ./...) || exit 1; \
+	if [ -n "$$out" ]; then echo "$$out"; echo "deadcode: the functions above are unreachable; delete them"; exit 1; fi
 
 clean:
 	rm -rf bin .bulwark

@@ -132,13 +132,18 @@ func (t *Tracker) stream(id int64) *streamState {
 // OnStreamClosed implements the server callbacks.
 func (t *Tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.closed(id) }
 
+// deltaID maps a delta stream's ID into the tracker's: go-control-plane's
+// state-of-the-world and delta servers number their streams separately,
+// both from 1, so a delta stream takes the negative of its number.
+func deltaID(id int64) int64 { return -id }
+
 // OnDeltaStreamOpen implements the server callbacks.
 func (t *Tracker) OnDeltaStreamOpen(ctx context.Context, id int64, typ string) error {
-	return t.OnStreamOpen(ctx, id, typ)
+	return t.OnStreamOpen(ctx, deltaID(id), typ)
 }
 
 // OnDeltaStreamClosed implements the server callbacks.
-func (t *Tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.closed(id) }
+func (t *Tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.closed(deltaID(id)) }
 
 func (t *Tracker) closed(id int64) {
 	t.streamsMu.Lock()
@@ -276,6 +281,7 @@ func (t *Tracker) OnStreamResponse(_ context.Context, id int64, req *discoveryv3
 // Delta rejections need no guard: go-control-plane's delta server
 // remembers what it sent, not what was accepted, and does not resend it.
 func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	id = deltaID(id)
 	if err := t.check(id, req.GetNode(), req.GetTypeUrl()); err != nil {
 		return err
 	}
@@ -294,7 +300,7 @@ func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscovery
 
 // OnStreamDeltaResponse implements the server callbacks.
 func (t *Tracker) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-	t.sent(id, req.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+	t.sent(deltaID(id), req.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
 }
 
 // OnFetchRequest implements the server callbacks.

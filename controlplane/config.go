@@ -38,6 +38,9 @@ type Config struct {
 	StoreGrace time.Duration
 	// GroupIdle is how long a proxy group is kept after its last proxy left.
 	GroupIdle time.Duration
+	// XDSSendTimeout is how long a response may wait for a proxy to read it
+	// before the proxy's connection is closed.
+	XDSSendTimeout time.Duration
 	// PublishStuckAfter is how long a build or publication may run before
 	// readiness fails (publishing is stuck: no proxy gets new config).
 	PublishStuckAfter time.Duration
@@ -83,6 +86,7 @@ const (
 	DefaultStoreGrace         = 10 * time.Second
 	DefaultGroupIdle          = 5 * time.Minute
 	DefaultPublishStuckAfter  = 30 * time.Second
+	DefaultXDSSendTimeout     = 30 * time.Second
 	DefaultMaxExperiment      = time.Hour
 	DefaultMaxFaultPercent    = 50.0
 )
@@ -110,6 +114,7 @@ func (c Config) withDefaults() Config {
 	setD(&c.StoreGrace, DefaultStoreGrace)
 	setD(&c.GroupIdle, DefaultGroupIdle)
 	setD(&c.PublishStuckAfter, DefaultPublishStuckAfter)
+	setD(&c.XDSSendTimeout, DefaultXDSSendTimeout)
 	setD(&c.MaxExperimentDuration, DefaultMaxExperiment)
 	if c.MaxFaultPercent == 0 {
 		c.MaxFaultPercent = DefaultMaxFaultPercent

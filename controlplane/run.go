@@ -66,7 +66,7 @@ type ControlPlane struct {
 	sync    *gitops.Sync // nil without --sync-dir
 
 	api      *adminapi.Server
-	xds      *grpc.Server
+	xds      *xdsserver.Server
 	xdsLis   net.Listener
 	admin    *http.Server
 	adminLis net.Listener
@@ -177,7 +177,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		return err
 	}
 	tlsCfg := xdsserver.TLS{CertFile: cp.cfg.TLSCert, KeyFile: cp.cfg.TLSKey, ClientCA: cp.cfg.XDSClientCA}
-	if cp.xds, err = xdsserver.NewServer(ctx, tlsCfg, cp.cache, cp.tracker); err != nil {
+	if cp.xds, err = xdsserver.NewServer(ctx, tlsCfg, cp.cache, cp.tracker, xdsserver.SendTimeout(cp.cfg.XDSSendTimeout)); err != nil {
 		return err
 	}
 	if cp.adminLis, err = listen("admin", cp.cfg.AdminAddr); err != nil {

@@ -68,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (controlplane.Config, string, s
 	fs.DurationVar(&cfg.MaxDelay, "max-delay", controlplane.DefaultMaxDelay, "longest a stream of changes may hold a rebuild back")
 	fs.DurationVar(&cfg.StoreGrace, "store-grace", controlplane.DefaultStoreGrace, "how long the store may be unreachable before readiness fails")
 	fs.DurationVar(&cfg.GroupIdle, "group-idle", controlplane.DefaultGroupIdle, "how long a proxy group outlives its last proxy")
+	fs.DurationVar(&cfg.XDSSendTimeout, "xds-send-timeout", controlplane.DefaultXDSSendTimeout, "how long a response may wait for a proxy to read it before its connection is closed")
 	fs.DurationVar(&cfg.PublishStuckAfter, "publish-stuck-after", controlplane.DefaultPublishStuckAfter, "readiness fails when a build or publication runs longer than this")
 	fs.DurationVar(&cfg.MaxExperimentDuration, "max-experiment-duration", controlplane.DefaultMaxExperiment, "cap on a chaos experiment's duration")
 	fs.Float64Var(&cfg.MaxFaultPercent, "max-fault-percent", controlplane.DefaultMaxFaultPercent, "blast-radius cap: the largest share of calls an experiment may fault")

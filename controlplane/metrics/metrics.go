@@ -34,7 +34,7 @@ type Metrics struct {
 
 // RefusalReasons are the values of bulwark_xds_refused_total's "reason"
 // label (see controlplane/xdsserver's limits).
-var RefusalReasons = []string{"type", "node-id", "node-cluster", "node-metadata", "outbound"}
+var RefusalReasons = []string{"type", "node-id", "node-cluster", "node-metadata", "outbound", "stalled"}
 
 // BuildStages are the values of bulwark_build_failures_total's "stage"
 // label: where a build failed, or "partial" when it left something out.

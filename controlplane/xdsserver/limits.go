@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/codes"
@@ -38,6 +39,9 @@ const (
 	RefusedCluster  = "node-cluster"
 	RefusedMetadata = "node-metadata"
 	RefusedOutbound = "outbound"
+	// RefusedStalled: a stream did not read a response for the send
+	// timeout; its connection was closed.
+	RefusedStalled = "stalled"
 )
 
 // admission refuses requests beyond the limits, logging each client once.
@@ -100,4 +104,25 @@ func (a *admission) refuse(reason string, node *corev3.Node, msg string) error {
 		a.log.Warn("xDS request refused (logged once per client)", "node", id, "reason", reason, "detail", msg)
 	}
 	return status.Error(codes.InvalidArgument, msg)
+}
+
+// stalled counts and logs (once per address) a connection closed because
+// its stream did not read.
+func (a *admission) stalled(addr string, after time.Duration) {
+	if a.refused != nil {
+		a.refused(RefusedStalled)
+	}
+	key := "addr:" + addr
+	a.mu.Lock()
+	first := !a.logged[key] && len(a.logged) < maxLoggedClients
+	if first {
+		if a.logged == nil {
+			a.logged = map[string]bool{}
+		}
+		a.logged[key] = true
+	}
+	a.mu.Unlock()
+	if first && a.log != nil {
+		a.log.Warn("xDS connection closed: a response waited for the proxy to read it longer than the send timeout (logged once per address)", "peer", addr, "timeout", after)
+	}
 }

@@ -33,13 +33,13 @@ type xdsEnv struct {
 	addr    string
 }
 
-func newXDSEnv(t *testing.T) *xdsEnv {
+func newXDSEnv(t *testing.T, options ...Option) *xdsEnv {
 	t.Helper()
 	m := metrics.New(TypeLabels()...)
 	c := NewCache()
 	tr := NewTracker("test", c, m, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
-	gs, err := NewServer(ctx, TLS{}, c, tr)
+	gs, err := NewServer(ctx, TLS{}, c, tr, options...)
 	require.NoError(t, err)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -199,4 +199,46 @@ func TestUnsubscribeOnOneStreamDoesNotResendToAnother(t *testing.T) {
 		}
 		return e.cache.parkedCount() == 2
 	}, 20*time.Second, 10*time.Millisecond, "b's ACK waits too")
+}
+
+// A proxy that stops reading cannot pin serialized responses, and its
+// stream's goroutine, for ever: gRPC queues one response beyond the
+// flow-control window, and the next waits; past the send timeout the
+// connection is closed, counted and logged, and its status goes. Other
+// proxies are not affected.
+func TestAStreamThatDoesNotReadIsClosed(t *testing.T) {
+	e := newXDSEnv(t, SendTimeout(300*time.Millisecond))
+	snap, _, err := seal.NewSnapshot(meshtest.RenderMesh(t, 3000)) // responses of several times 64 KiB
+	require.NoError(t, err)
+	node := &corev3.Node{Id: "slow", Cluster: "svc-00000", UserAgentName: "envoy"}
+	require.NoError(t, e.cache.SetSnapshot(t.Context(), e.cache.hash.ID(node), snap))
+
+	// A fixed 64 KiB flow-control window (no BDP growth), and no reads.
+	cc, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	require.NoError(t, err)
+	t.Cleanup(func() { cc.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	slow, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	require.NoError(t, err)
+	require.NoError(t, slow.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}))
+	// gRPC queues one response beyond the window; the next one waits.
+	require.NoError(t, slow.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType}))
+
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(e.metrics.Refused.WithLabelValues(RefusedStalled)) == 1
+	}, 20*time.Second, 10*time.Millisecond, "the stalled connection is closed")
+	require.Eventually(t, func() bool { return len(e.tracker.Proxies()) == 0 }, 20*time.Second, 10*time.Millisecond, "and its proxy is gone")
+	for {
+		if _, err := slow.Recv(); err != nil {
+			require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+			break
+		}
+	}
+
+	// Another proxy reads, and is served.
+	s := e.stream()
+	fast := &corev3.Node{Id: "fast", Cluster: "svc-00000", UserAgentName: "envoy"}
+	require.NoError(t, s.Send(&discoveryv3.DiscoveryRequest{Node: fast, TypeUrl: resourcev3.ClusterType}))
+	require.Len(t, recvOne(t, s).GetResources(), 3000)
 }

@@ -42,14 +42,47 @@ type TLS struct {
 	ClientCA string
 }
 
+// Server is the xDS gRPC server. Serve wraps the listener so that a
+// connection whose stream stopped reading can be closed (see SendTimeout).
+type Server struct {
+	*grpc.Server
+	conns       *connSet
+	sendTimeout time.Duration
+	tracker     *Tracker
+}
+
+// Option tunes NewServer.
+type Option func(*Server)
+
+// DefaultSendTimeout is how long one response may wait for a proxy to read
+// it before its connection is closed.
+const DefaultSendTimeout = 30 * time.Second
+
+// SendTimeout sets how long one response may wait for a proxy to read it.
+// A stream that does not read holds a whole serialized response (and its
+// stream goroutine) for as long as it does not: past this time the
+// connection is closed, logged once per client and counted
+// (bulwark_xds_refused_total{reason="stalled"}).
+func SendTimeout(d time.Duration) Option { return func(s *Server) { s.sendTimeout = d } }
+
 // NewServer returns a gRPC server with the ADS and per-type discovery
 // services, SotW and delta, on one port, answered from cache and followed
 // by tr.
-func NewServer(ctx context.Context, cfg TLS, cache *Cache, tr *Tracker) (*grpc.Server, error) {
+func NewServer(ctx context.Context, cfg TLS, cache *Cache, tr *Tracker, options ...Option) (*Server, error) {
+	srv := &Server{conns: newConnSet(), sendTimeout: DefaultSendTimeout, tracker: tr}
+	for _, o := range options {
+		o(srv)
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: grpcKeepaliveTime, Timeout: grpcKeepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: grpcKeepaliveMinTime, PermitWithoutStream: true}),
+		// A connected proxy is idle almost always: the write buffer is
+		// released after each flush instead of kept per connection.
+		grpc.SharedWriteBuffer(true),
+		// Requests are small; responses are written, not read.
+		grpc.ReadBufferSize(readBufferSize),
+		grpc.StreamInterceptor(srv.watchSends),
 	}
 	if cfg.CertFile != "" {
 		creds, err := xdsTLS(cfg)
@@ -59,16 +92,17 @@ func NewServer(ctx context.Context, cfg TLS, cache *Cache, tr *Tracker) (*grpc.S
 		opts = append(opts, grpc.Creds(creds))
 	}
 	gs := grpc.NewServer(opts...)
+	srv.Server = gs
 	// Ordered ADS: one response channel per stream and a plain select,
 	// instead of a new channel per request and a reflect.Select over them;
 	// it also keeps a stream's responses in the order the cache gave them.
-	srv := serverv3.NewServer(ctx, cache, tr, sotwv3.WithOrderedADS())
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, srv)
-	clusterservice.RegisterClusterDiscoveryServiceServer(gs, srv)
-	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, srv)
-	listenerservice.RegisterListenerDiscoveryServiceServer(gs, srv)
-	routeservice.RegisterRouteDiscoveryServiceServer(gs, srv)
-	return gs, nil
+	xds := serverv3.NewServer(ctx, cache, tr, sotwv3.WithOrderedADS())
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, xds)
+	clusterservice.RegisterClusterDiscoveryServiceServer(gs, xds)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, xds)
+	listenerservice.RegisterListenerDiscoveryServiceServer(gs, xds)
+	routeservice.RegisterRouteDiscoveryServiceServer(gs, xds)
+	return srv, nil
 }
 
 // xdsTLS builds the xDS port's credentials; with a client CA, proxies must

@@ -16,13 +16,23 @@ run:
 	$(GO) run ./cmd/bulwark --data-dir $(DATA_DIR) --sync-dir examples/policies
 
 ## deps: what the tests need beyond Go: gRPC C-core for the end-to-end tests
-## with a second xDS client (Debian's python3-grpcio, used by /usr/bin/python3).
-## Needs root; CI runs it before `make test`. A machine that has it skips apt.
+## with a second xDS client (Debian's python3-grpcio, used by /usr/bin/python3),
+## and grpc-js with grpc-js-xds for a third (test/grpcjs, pinned by its
+## package-lock.json, installed there with npm ci when node_modules is
+## missing or does not match; Node.js and npm come from apt if absent).
+## Needs root; CI runs it before `make test`. A machine that has them skips
+## apt and npm.
 deps:
 	@if /usr/bin/python3 -c 'import grpc' 2>/dev/null; then \
 		echo "python3-grpcio: $$(/usr/bin/python3 -c 'import grpc; print(grpc.__version__)')"; \
 	else \
 		apt-get update && apt-get install -y --no-install-recommends python3-grpcio; \
+	fi
+	@command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
+	@if [ -d test/grpcjs/node_modules ] && (cd test/grpcjs && npm ls --depth=0 >/dev/null 2>&1); then \
+		echo "grpc-js: $$(cd test/grpcjs && npm ls --depth=0 2>/dev/null | grep -o '@grpc/[a-z-]*@[0-9.]*' | tr '\n' ' ')"; \
+	else \
+		cd test/grpcjs && npm ci --no-audit --no-fund; \
 	fi
 
 ## test: vet, then every test; the race detector on the packages that start goroutines

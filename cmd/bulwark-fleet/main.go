@@ -108,7 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.maxDelay, "max-delay", 200*time.Millisecond, "--embedded: the control plane's max delay")
 
 	fs.IntVar(&o.streams, "streams", 1000, "concurrent ADS streams (simulated proxies)")
-	fs.IntVar(&o.streamsPerConn, "streams-per-conn", 100, "streams multiplexed on one gRPC connection")
+	fs.IntVar(&o.streamsPerConn, "streams-per-conn", 100, "streams multiplexed on one gRPC connection; 1: one connection per simulated proxy, as every Envoy has its own (a file descriptor per proxy in both processes)")
 	fs.StringVar(&o.protocol, "protocol", protocolSotW, "sotw | delta")
 	fs.StringVar(&o.flavor, "flavor", flavorEnvoy, "envoy | grpc (proxyless gRPC: SotW, listeners by service name)")
 	fs.IntVar(&o.sources, "sources", 10, "source services the proxies belong to (node.cluster): the proxy groups")

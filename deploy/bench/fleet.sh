@@ -8,6 +8,7 @@
 #   deploy/bench/fleet.sh --scenario storm --streams 10000
 #   deploy/bench/fleet.sh --streams 1000 --sources 10 --seed-services 100 --writes 5 --change cluster --protocol delta
 #   deploy/bench/fleet.sh --streams 1000 --sources 10 --seed-services 100 --abuse-types 50000 --abuse-clusters 2000
+#   deploy/bench/fleet.sh --streams 10000 --sources 10 --seed-services 100 --streams-per-conn 1
 #
 # Envoy proxies run the Envoy ADS model (test/envoymodel) and converge only
 # once nothing is warming; --warming=false makes them ACK whatever arrives.
@@ -16,7 +17,13 @@
 # Ports: BENCH_XDS (28000), BENCH_ADMIN (28080), BENCH_ETCD (22379) and
 # BENCH_ETCD_PEER (22380); BENCH_BIN is where the binaries are built (bin);
 # BENCH_SERVER_ARGS adds flags to the control plane (e.g. "--max-delay 1s").
+#
+# Every simulated connection is a file descriptor in both processes:
+# --streams-per-conn 1 (one connection per proxy, as real Envoys have) at
+# 10,000 streams needs more than 10,000, so the soft limit is raised to the
+# hard one here.
 set -eu
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cd "$(dirname "$0")/../.."
 GO=${GO:-go}
 BIN=${BENCH_BIN:-bin}

@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -41,6 +43,14 @@ type writeReport struct {
 	// ConfirmedByControlPlane counts the proxies that /v1/proxies reports
 	// converged on a revision at least the write's.
 	ConfirmedByControlPlane *int `json:"confirmedByControlPlane,omitempty"`
+	// LoadAvg is the machine's 1-minute load average just before the
+	// write; ControlPlaneCPUSeconds and SimulatorCPUSeconds the CPU each
+	// process used from the write until the measurement ended (the control
+	// plane's from its process_cpu_seconds_total, when it reports it). On
+	// a shared machine they tell who had the cores.
+	LoadAvg                float64 `json:"loadAverage,omitempty"`
+	ControlPlaneCPUSeconds float64 `json:"controlPlaneCPUSeconds,omitempty"`
+	SimulatorCPUSeconds    float64 `json:"simulatorCPUSeconds,omitempty"`
 }
 
 // groupLatency is one group's convergence.
@@ -80,7 +90,9 @@ func (s *session) write(ctx context.Context, target string) (int64, error) {
 
 // measureWrite writes the change and waits for the fleet to converge.
 func (s *session) measureWrite(ctx context.Context) (writeReport, []time.Duration, error) {
+	load := loadAverage()
 	before, _ := sample(ctx, s.http, s.cp.adminURL())
+	simBefore := selfCPUSeconds()
 	s.fl.mark()
 	nacks := s.fl.nacks.Load()
 	t0 := time.Now()
@@ -93,8 +105,14 @@ func (s *session) measureWrite(ctx context.Context) (writeReport, []time.Duratio
 	wr.latencies = summarize(o.times)
 	wr.Converged, wr.Total, wr.Changed, wr.Groups, wr.TimedOut = o.converged, o.total, o.changed, o.groups, !ok
 	wr.WarmedByTimeout, wr.NACKs = s.fl.timeoutsSinceMark(), s.fl.nacks.Load()-nacks
-	if after, err := sample(ctx, s.http, s.cp.adminURL()); err == nil && after.Builds > before.Builds {
-		wr.BuildMs = round2((after.BuildSeconds - before.BuildSeconds) * 1000 / float64(after.Builds-before.Builds))
+	wr.LoadAvg, wr.SimulatorCPUSeconds = load, round2(selfCPUSeconds()-simBefore)
+	if after, err := sample(ctx, s.http, s.cp.adminURL()); err == nil {
+		if after.Builds > before.Builds {
+			wr.BuildMs = round2((after.BuildSeconds - before.BuildSeconds) * 1000 / float64(after.Builds-before.Builds))
+		}
+		if after.CPUSeconds > before.CPUSeconds && !s.cp.shared() {
+			wr.ControlPlaneCPUSeconds = round2(after.CPUSeconds - before.CPUSeconds)
+		}
 	}
 	if s.opt.perGroup {
 		for g, ts := range o.byGroup {
@@ -178,8 +196,9 @@ func (s *session) converge(ctx context.Context) error {
 		all = append(all, times...)
 		s.rep.WarmedByTimeout += wr.WarmedByTimeout
 		s.rep.NACKs += wr.NACKs
-		s.progress("write %d/%d (%s change, revision %d): %d/%d converged, p50 %.0f ms, p99 %.0f ms, max %.0f ms; changed %v; warmed by timeout %d, NACKs %d",
-			i+1, s.opt.writes, s.changeName(), wr.Revision, wr.Converged, wr.Total, wr.P50Ms, wr.P99Ms, wr.MaxMs, wr.Changed, wr.WarmedByTimeout, wr.NACKs)
+		s.progress("write %d/%d (%s change, revision %d): %d/%d converged, p50 %.0f ms, p99 %.0f ms, max %.0f ms; changed %v; warmed by timeout %d, NACKs %d; load %.2f, CPU: control plane %.1f s, simulator %.1f s",
+			i+1, s.opt.writes, s.changeName(), wr.Revision, wr.Converged, wr.Total, wr.P50Ms, wr.P99Ms, wr.MaxMs, wr.Changed, wr.WarmedByTimeout, wr.NACKs,
+			wr.LoadAvg, wr.ControlPlaneCPUSeconds, wr.SimulatorCPUSeconds)
 	}
 	c := summarize(all)
 	s.rep.Convergence = &c
@@ -439,6 +458,29 @@ type machine struct {
 	// LoadAvg is the machine's load average when the run started: the
 	// machine may be shared.
 	LoadAvg string `json:"loadAverage,omitempty"`
+}
+
+// loadAverage is the machine's 1-minute load average (0 where unknown).
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+// selfCPUSeconds is the CPU (user and system) this process used so far.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func readMachine() machine {

@@ -18,7 +18,7 @@ import (
 // starts its own Node.js process (grpcjs_client_test.go).
 
 // grpcjsOK is a call that must succeed and be served by want ("" for any).
-func grpcjsOK(c *grpcjsClient, target, want string, md map[string]string) error {
+func callOK(c *lineClient, target, want string, md map[string]string) error {
 	r := c.call(target, 3*time.Second, "x", md)
 	if err := r.Err(); err != nil {
 		return err
@@ -37,9 +37,9 @@ func TestGrpcJSRouting(t *testing.T) {
 	h.apply(serviceYAML("payments", pay.port) + "---\n" + serviceYAML("inventory", inv.port))
 	c := h.startGrpcJS("checkout")
 	for target, want := range map[string]string{"payments": "payments-1", "inventory": "inventory-1"} {
-		eventually(t, 20*time.Second, func() error { return grpcjsOK(c, target, want, nil) })
+		eventually(t, 20*time.Second, func() error { return callOK(c, target, want, nil) })
 		for range 5 {
-			require.NoError(t, grpcjsOK(c, target, want, nil))
+			require.NoError(t, callOK(c, target, want, nil))
 		}
 	}
 	// The client ACKed what it was sent.
@@ -82,7 +82,7 @@ spec:
   timeouts: {request: 30s}
 `)
 	c := h.startGrpcJS("checkout")
-	eventually(t, 20*time.Second, func() error { return grpcjsOK(c, "payments", "", nil) })
+	eventually(t, 20*time.Second, func() error { return callOK(c, "payments", "", nil) })
 	r := c.call("payments", 20*time.Second, "slow", nil)
 	require.NoError(t, r.Err(), "under a 30s request timeout the 2s call succeeds")
 
@@ -100,7 +100,7 @@ spec:
 		}
 		return nil
 	})
-	require.NoError(t, grpcjsOK(c, "payments", "", nil), "fast calls still pass")
+	require.NoError(t, callOK(c, "payments", "", nil), "fast calls still pass")
 	eventually(t, 10*time.Second, func() error {
 		p, ok := h.cp.tracker.Proxy(c.node)
 		if !ok {
@@ -159,111 +159,6 @@ spec:
 	}
 }
 
-// Of three backends, the one that always fails is ejected by failure-
-// percentage outlier detection and then gets no traffic.
-func TestGrpcJSCircuitBreakerEjects(t *testing.T) {
-	h := newHarness(t)
-	good1 := startBackend(t, "good1", nil)
-	good2 := startBackend(t, "good2", nil)
-	bad := startBackend(t, "bad", func(context.Context, *testgrpc.SimpleRequest) error { return errUnavailable })
-	h.apply(serviceYAML("payments", good1.port, good2.port, bad.port) + `---
-apiVersion: bulwark/v1
-kind: ResiliencePolicy
-metadata: {name: payments}
-spec:
-  target: {service: payments}
-  circuitBreaker:
-    failurePercentage: {threshold: 50, minimumHosts: 3, requestVolume: 5}
-    interval: 1s
-    baseEjectionTime: 60s
-    maxEjectionPercent: 50
-`)
-	c := h.startGrpcJS("checkout")
-	// Round robin uses only connected backends: wait until all three answered.
-	seen := map[string]bool{}
-	eventually(t, 20*time.Second, func() error {
-		if r := c.call("payments", 3*time.Second, "x", nil); r.Err() == nil {
-			seen[r.Hostname] = true
-		}
-		if bad.calls.Load() > 0 {
-			seen["bad"] = true
-		}
-		if len(seen) < 3 {
-			return fmt.Errorf("backends seen: %v", seen)
-		}
-		return nil
-	})
-	eventually(t, 30*time.Second, func() error {
-		before := bad.calls.Load()
-		for range 30 {
-			c.call("payments", 3*time.Second, "x", nil)
-		}
-		if n := bad.calls.Load() - before; n > 0 {
-			return fmt.Errorf("bad backend still got %d of 30 calls", n)
-		}
-		return nil
-	})
-	before := bad.calls.Load()
-	g1, g2 := good1.calls.Load(), good2.calls.Load()
-	for i := range 60 {
-		require.NoError(t, c.call("payments", 3*time.Second, "x", nil).Err(), "call %d after ejection", i)
-	}
-	require.Equal(t, before, bad.calls.Load(), "an ejected backend must get no traffic")
-	require.Positive(t, good1.calls.Load()-g1, "good1 keeps serving")
-	require.Positive(t, good2.calls.Load()-g2, "good2 keeps serving")
-}
-
-// With maxRequests 2, a third call while two are in flight fails fast with
-// UNAVAILABLE, and calls pass again once the two end.
-func TestGrpcJSBulkhead(t *testing.T) {
-	h := newHarness(t)
-	gate := newBlocker()
-	defer gate.release()
-	var inflight atomic.Int64
-	b := startBackend(t, "held", func(ctx context.Context, req *testgrpc.SimpleRequest) error {
-		if string(req.GetPayload().GetBody()) != "hold" {
-			return nil
-		}
-		inflight.Add(1)
-		defer inflight.Add(-1)
-		return gate.wait(ctx)
-	})
-	h.apply(serviceYAML("payments", b.port) + `---
-apiVersion: bulwark/v1
-kind: ResiliencePolicy
-metadata: {name: payments}
-spec:
-  target: {service: payments}
-  bulkhead: {maxRequests: 2}
-`)
-	c := h.startGrpcJS("checkout")
-	eventually(t, 20*time.Second, func() error { return grpcjsOK(c, "payments", "", nil) })
-	held := []<-chan grpcjsResult{
-		c.start("payments", 60*time.Second, "hold", nil),
-		c.start("payments", 60*time.Second, "hold", nil),
-	}
-	eventually(t, 10*time.Second, func() error {
-		if n := inflight.Load(); n != 2 {
-			return fmt.Errorf("%d calls in flight", n)
-		}
-		return nil
-	})
-	before := b.calls.Load()
-	r := c.call("payments", 30*time.Second, "third", nil)
-	require.Equal(t, codes.Unavailable, codeOf(r.Err()), "a third call must be refused by the bulkhead, got %v", r.Err())
-	require.Equal(t, before, b.calls.Load(), "the refused call never reached the backend")
-	gate.release()
-	for _, ch := range held {
-		select {
-		case r := <-ch:
-			require.NoError(t, r.Err(), "held calls complete once released")
-		case <-time.After(30 * time.Second):
-			t.Fatal("a held call never completed")
-		}
-	}
-	require.NoError(t, grpcjsOK(c, "payments", "", nil), "calls pass again once the pool drains")
-}
-
 // When the primary has no healthy host, the fallback service answers.
 func TestGrpcJSFallback(t *testing.T) {
 	h := newHarness(t)
@@ -280,9 +175,9 @@ spec:
   fallback: {service: payments-static}
 `)
 	c := h.startGrpcJS("checkout")
-	eventually(t, 30*time.Second, func() error { return grpcjsOK(c, "payments", "static", nil) })
+	eventually(t, 30*time.Second, func() error { return callOK(c, "payments", "static", nil) })
 	for range 10 {
-		require.NoError(t, grpcjsOK(c, "payments", "static", nil))
+		require.NoError(t, callOK(c, "payments", "static", nil))
 	}
 }
 
@@ -313,7 +208,7 @@ spec:
   fallback: {service: payments-static}
 `)
 	c := h.startGrpcJS("checkout")
-	eventually(t, 20*time.Second, func() error { return grpcjsOK(c, "payments", "primary", nil) })
+	eventually(t, 20*time.Second, func() error { return callOK(c, "payments", "primary", nil) })
 
 	h.apply(`apiVersion: bulwark/v1
 kind: ResiliencePolicy
@@ -361,7 +256,7 @@ spec:
 		t.Fatal("the held call never completed")
 	}
 	for i := range 5 {
-		require.NoError(t, grpcjsOK(c, "payments", "primary", nil), "call %d after the change", i)
+		require.NoError(t, callOK(c, "payments", "primary", nil), "call %d after the change", i)
 	}
 }
 
@@ -382,7 +277,7 @@ func TestGrpcJSChaosAbort(t *testing.T) {
 	b := startBackend(t, "ok", nil)
 	h.apply(serviceYAML("payments", b.port))
 	before := h.startGrpcJS("checkout")
-	eventually(t, 20*time.Second, func() error { return grpcjsOK(before, "payments", "", nil) })
+	eventually(t, 20*time.Second, func() error { return callOK(before, "payments", "", nil) })
 	p, _ := h.cp.tracker.Proxy(before.node)
 	oldRoutes := p.Types["routes"].Acked
 
@@ -426,10 +321,10 @@ spec:
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	require.NoError(t, h.store.StopExperiment(ctx, "payments-exhausted", "test"))
-	eventually(t, 20*time.Second, func() error { return grpcjsOK(during, "payments", "", nil) })
+	eventually(t, 20*time.Second, func() error { return callOK(during, "payments", "", nil) })
 	for range 5 {
-		require.NoError(t, grpcjsOK(during, "payments", "", nil))
-		require.NoError(t, grpcjsOK(before, "payments", "", nil))
+		require.NoError(t, callOK(during, "payments", "", nil))
+		require.NoError(t, callOK(before, "payments", "", nil))
 	}
 }
 
@@ -441,7 +336,7 @@ func TestGrpcJSChaosAbortWithHeaders(t *testing.T) {
 	b := startBackend(t, "ok", nil)
 	h.apply(serviceYAML("payments", b.port))
 	c := h.startGrpcJS("checkout")
-	eventually(t, 20*time.Second, func() error { return grpcjsOK(c, "payments", "", nil) })
+	eventually(t, 20*time.Second, func() error { return callOK(c, "payments", "", nil) })
 
 	tagged := map[string]string{"x-chaos": "on"}
 	h.apply(`apiVersion: bulwark/v1
@@ -464,8 +359,8 @@ spec:
 	for i := range 10 {
 		r := c.call("payments", 3*time.Second, "x", tagged)
 		require.Equal(t, codes.ResourceExhausted, codeOf(r.Err()), "tagged call %d", i)
-		require.NoError(t, grpcjsOK(c, "payments", "", nil), "untagged call %d", i)
-		require.NoError(t, grpcjsOK(c, "payments", "", map[string]string{"x-chaos": "off"}), "call %d with another header value", i)
+		require.NoError(t, callOK(c, "payments", "", nil), "untagged call %d", i)
+		require.NoError(t, callOK(c, "payments", "", map[string]string{"x-chaos": "off"}), "call %d with another header value", i)
 	}
 	p, ok := h.cp.tracker.Proxy(c.node)
 	require.True(t, ok)

@@ -78,10 +78,10 @@ const maxRejectingStreams = 8
 type rejection struct {
 	group   string
 	version string
-	// wildcard: the node had asked for every resource; otherwise names
-	// lists what it had asked for.
-	wildcard bool
-	names    map[string]bool
+	// all: the node had asked for every resource in one of its rejections;
+	// names lists what it had asked for by name in the others.
+	all   bool
+	names map[string]bool
 	// streams that sent the NACK; a request with no version is held only on
 	// those (a new process has nothing to keep).
 	streams map[int64]bool
@@ -124,21 +124,16 @@ func (g *Cache) Reject(nodeID string, streamID int64, group, typeURL, version st
 		if r == nil {
 			g.nRejects++
 		}
-		r = &rejection{group: group, version: version, wildcard: true, streams: map[int64]bool{}}
+		r = &rejection{group: group, version: version, names: map[string]bool{}, streams: map[int64]bool{}}
 		byType[typeURL] = r
 	}
 	g.seq++
 	r.seq = g.seq
-	if len(names) > 0 {
-		if r.wildcard && r.names == nil {
-			r.wildcard = false
-			r.names = map[string]bool{}
-		}
-		if !r.wildcard {
-			for _, n := range names {
-				r.names[n] = true
-			}
-		}
+	if len(names) == 0 {
+		r.all = true
+	}
+	for _, n := range names {
+		r.names[n] = true
 	}
 	if len(r.streams) < maxRejectingStreams {
 		r.streams[streamID] = true
@@ -215,7 +210,7 @@ func (g *Cache) holdsBack(w *sotwWatch, version string, resources map[string]typ
 	if w.req.GetVersionInfo() == "" && !r.streams[w.stream] {
 		return false // nothing to keep, and nothing rejected on this stream
 	}
-	if r.wildcard {
+	if r.all {
 		return true
 	}
 	if w.sub.IsWildcard() {

@@ -123,3 +123,37 @@ func TestRejectionsAreForgottenAndBounded(t *testing.T) {
 	}
 	require.Equal(t, 5, e.g.Rejections())
 }
+
+// A node that rejected a version for every name and then for a list of
+// names (or the other way round) is not sent that version again for every
+// name: the two kinds of rejection add up.
+func TestWildcardAndNamedRejectionsAddUp(t *testing.T) {
+	for _, order := range []string{"wildcard first", "named first"} {
+		t.Run(order, func(t *testing.T) {
+			e := newNackEnv(t, 2)
+			v := e.versions[resourcev3.EndpointType]
+			answered := func() bool {
+				req := &discoveryv3.DiscoveryRequest{Node: envoyNode("n"), TypeUrl: resourcev3.EndpointType, VersionInfo: "accepted-before"}
+				e.g.NoteRequest(req, nil, 1)
+				ch := make(chan cachev3.Response, 1)
+				cancel, err := e.g.CreateWatch(req, stream.NewSotwSubscription(nil, true), ch)
+				require.NoError(t, err)
+				defer cancel()
+				select {
+				case <-ch:
+					return true
+				default:
+					return false
+				}
+			}
+			if order == "wildcard first" {
+				e.g.Reject("n", 1, e.group, resourcev3.EndpointType, v, nil)
+				e.g.Reject("n", 2, e.group, resourcev3.EndpointType, v, []string{e.eds[0]})
+			} else {
+				e.g.Reject("n", 2, e.group, resourcev3.EndpointType, v, []string{e.eds[0]})
+				e.g.Reject("n", 1, e.group, resourcev3.EndpointType, v, nil)
+			}
+			require.False(t, answered(), "the rejection for every name holds")
+		})
+	}
+}

@@ -119,7 +119,6 @@ type propWorld struct {
 	recs         map[[2]string]*propRejection // node, type → what must stay held
 	latestNack   map[[2]string]string         // node, type → version of its last NACK
 	everRejected map[[3]string]bool           // node, type, version
-	namedNack    map[[3]string]bool           // node, type, version rejected for a list of names
 	nackStreams  map[[2]string]map[int]bool
 
 	streamSeq int
@@ -220,7 +219,7 @@ func runXDSProperty(t *testing.T, seed uint64, steps int) {
 		t: t, env: newXDSEnv(t), rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		snaps: map[int]*cachev3.Snapshot{}, names: map[string][]string{}, groups: map[string]*propGroup{},
 		sent: map[string]int{}, recs: map[[2]string]*propRejection{}, latestNack: map[[2]string]string{},
-		everRejected: map[[3]string]bool{}, namedNack: map[[3]string]bool{}, nackStreams: map[[2]string]map[int]bool{},
+		everRejected: map[[3]string]bool{}, nackStreams: map[[2]string]map[int]bool{},
 	}
 	for n := 1; n <= 5; n++ {
 		snap, _, err := seal.NewSnapshot(meshtest.RenderMesh(t, n))
@@ -725,8 +724,6 @@ func (c *sotwClient) send(typ string, names []string, version, nonce string, nac
 				}
 				if len(names) == 0 {
 					r.wildcard = true
-				} else {
-					w.namedNack[[3]string{c.id, typ, v}] = true
 				}
 				for _, n := range names {
 					r.names[n] = true
@@ -822,13 +819,9 @@ func (c *sotwClient) mustHold(st *sotwType, r *propRejection, resources map[stri
 	if st.req.GetVersionInfo() == "" && len(c.w.nackStreams[[2]string{c.id, st.req.GetTypeUrl()}]) > maxRejectingStreams {
 		return false // past the streams remembered per rejection
 	}
-	// Open bug, tolerated here so that the rest is checked: the guard keeps
-	// a rejection either for every name or for a list of names, so once the
-	// node also rejected the version for a list (before or after, on any
-	// stream, as long as the record lives), its rejection for every name is
-	// lost and a request for every name gets the version again. The
-	// property wants the rejection for every name kept.
-	if r.wildcard && !c.w.namedNack[[3]string{c.id, st.req.GetTypeUrl(), r.version}] {
+	// A rejection for every name holds, whatever lists of names the node
+	// also rejected the version for.
+	if r.wildcard {
 		return true
 	}
 	if st.sub.wildcard {

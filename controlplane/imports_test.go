@@ -23,6 +23,7 @@ var importRules = []struct {
 	{"controlplane/api", []string{"store", "controlplane/"}},
 	{"controlplane/metrics", []string{""}},
 	{"controlplane/xdsserver/seal", []string{"controlplane/", "store"}},
+	{"controlplane/xdsserver/limits", []string{""}},
 	{"controlplane/xdsserver", []string{"store", "controlplane/adminapi", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/gitops", "controlplane/audit"}},
 	{"controlplane/snapshot", []string{"controlplane/adminapi", "controlplane/gitops", "controlplane/fleet", "controlplane/apply"}},
 	{"controlplane/fleet", []string{"controlplane/adminapi", "controlplane/snapshot", "controlplane/gitops", "controlplane/apply"}},

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bulwarkmesh/bulwark/controlplane/internal/meshtest"
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/limits"
 	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/seal"
 )
 
@@ -116,7 +117,7 @@ func TestUnknownTypeURLsAreRefused(t *testing.T) {
 		require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
 		require.Contains(t, status.Convert(err).Message(), "is not served")
 	}
-	require.GreaterOrEqual(t, testutil.ToFloat64(e.metrics.Refused.WithLabelValues(RefusedType)), 2.0)
+	require.GreaterOrEqual(t, testutil.ToFloat64(e.metrics.Refused.WithLabelValues(limits.RefusedType)), 2.0)
 
 	// A normal proxy of the same group gets its config, and the next
 	// publication reaches it.
@@ -138,7 +139,7 @@ func TestUnknownTypeURLsAreRefused(t *testing.T) {
 // Oversized node fields are refused on the stream's first request.
 func TestOversizedNodesAreRefused(t *testing.T) {
 	e := newXDSEnv(t)
-	long := make([]byte, MaxNodeIDBytes+1)
+	long := make([]byte, limits.MaxNodeIDBytes+1)
 	for i := range long {
 		long[i] = 'a'
 	}
@@ -146,8 +147,8 @@ func TestOversizedNodesAreRefused(t *testing.T) {
 		node   *corev3.Node
 		reason string
 	}{
-		{&corev3.Node{Id: string(long), Cluster: "svc"}, RefusedNodeID},
-		{&corev3.Node{Id: "n", Cluster: string(long)}, RefusedCluster},
+		{&corev3.Node{Id: string(long), Cluster: "svc"}, limits.RefusedNodeID},
+		{&corev3.Node{Id: "n", Cluster: string(long)}, limits.RefusedCluster},
 	} {
 		s := e.stream()
 		require.NoError(t, s.Send(&discoveryv3.DiscoveryRequest{Node: tc.node, TypeUrl: resourcev3.ClusterType}))
@@ -226,7 +227,7 @@ func TestAStreamThatDoesNotReadIsClosed(t *testing.T) {
 	require.NoError(t, slow.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.EndpointType}))
 
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(e.metrics.Refused.WithLabelValues(RefusedStalled)) == 1
+		return testutil.ToFloat64(e.metrics.Refused.WithLabelValues(limits.RefusedStalled)) == 1
 	}, 20*time.Second, 10*time.Millisecond, "the stalled connection is closed")
 	require.Eventually(t, func() bool { return len(e.tracker.Proxies()) == 0 }, 20*time.Second, 10*time.Millisecond, "and its proxy is gone")
 	for {

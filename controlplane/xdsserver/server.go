@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/limits"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
@@ -46,9 +48,8 @@ type TLS struct {
 // connection whose stream stopped reading can be closed (see SendTimeout).
 type Server struct {
 	*grpc.Server
-	conns       *connSet
+	watchdog    *limits.Watchdog
 	sendTimeout time.Duration
-	tracker     *Tracker
 }
 
 // Option tunes NewServer.
@@ -69,10 +70,11 @@ func SendTimeout(d time.Duration) Option { return func(s *Server) { s.sendTimeou
 // services, SotW and delta, on one port, answered from cache and followed
 // by tr.
 func NewServer(ctx context.Context, cfg TLS, cache *Cache, tr *Tracker, options ...Option) (*Server, error) {
-	srv := &Server{conns: newConnSet(), sendTimeout: DefaultSendTimeout, tracker: tr}
+	srv := &Server{sendTimeout: DefaultSendTimeout}
 	for _, o := range options {
 		o(srv)
 	}
+	srv.watchdog = limits.NewWatchdog(srv.sendTimeout, tr.admit.Stalled)
 	opts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: grpcKeepaliveTime, Timeout: grpcKeepaliveTimeout}),
@@ -81,8 +83,8 @@ func NewServer(ctx context.Context, cfg TLS, cache *Cache, tr *Tracker, options 
 		// released after each flush instead of kept per connection.
 		grpc.SharedWriteBuffer(true),
 		// Requests are small; responses are written, not read.
-		grpc.ReadBufferSize(readBufferSize),
-		grpc.StreamInterceptor(srv.watchSends),
+		grpc.ReadBufferSize(limits.ReadBufferSize),
+		grpc.StreamInterceptor(srv.watchdog.Intercept),
 	}
 	if cfg.CertFile != "" {
 		creds, err := xdsTLS(cfg)
@@ -104,6 +106,9 @@ func NewServer(ctx context.Context, cfg TLS, cache *Cache, tr *Tracker, options 
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, xds)
 	return srv, nil
 }
+
+// Serve serves xDS on lis until Stop.
+func (s *Server) Serve(lis net.Listener) error { return s.Server.Serve(s.watchdog.Wrap(lis)) }
 
 // xdsTLS builds the xDS port's credentials; with a client CA, proxies must
 // present a certificate it signed (mTLS).

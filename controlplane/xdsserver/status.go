@@ -100,11 +100,11 @@ func (t *Tracker) ack(nodeID, typeURL, version string) {
 // request, the type URL on every one.
 func (t *Tracker) check(id int64, node *corev3.Node, typeURL string) error {
 	if t.stream(id).nodeID == "" {
-		if err := t.admit.checkNode(node); err != nil {
+		if err := t.admit.CheckNode(node); err != nil {
 			return err
 		}
 	}
-	return t.admit.checkType(node, typeURL)
+	return t.admit.CheckType(node, typeURL)
 }
 
 // reject tells the cache what a SotW NACK rejected: the version sent on

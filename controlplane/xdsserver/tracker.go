@@ -13,6 +13,7 @@ import (
 
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
+	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver/limits"
 	"github.com/bulwarkmesh/bulwark/xds/ir"
 )
 
@@ -52,7 +53,7 @@ type Tracker struct {
 	replica string
 	cache   *Cache
 	metrics *metrics.Metrics
-	admit   *admission
+	admit   *limits.Admission
 	// OnConnect is called for the first stream of a node, before its watches
 	// are created, so its group can be built first. Set it before serving.
 	OnConnect func(GroupKey)
@@ -83,12 +84,12 @@ type Tracker struct {
 // NewTracker returns a tracker of replica's streams, which rejects what its
 // proxies NACK in cache and logs refused clients to log (nil: no log).
 func NewTracker(replica string, cache *Cache, m *metrics.Metrics, log ...*slog.Logger) *Tracker {
-	adm := &admission{refused: func(reason string) { m.Refused.WithLabelValues(reason).Inc() }}
+	adm := &limits.Admission{Refused: func(reason string) { m.Refused.WithLabelValues(reason).Inc() }}
 	if len(log) > 0 {
-		adm.log = log[0]
+		adm.Log = log[0]
 	}
 	cache.groups.onIgnored = func(node *corev3.Node) {
-		_ = adm.refuse(RefusedOutbound, node, fmt.Sprintf("more than %d distinct outbound addresses (%s) in use: this one is ignored, the proxy gets the default listener address", MaxOutboundOverrides, OutboundMetadataKey))
+		_ = adm.Refuse(limits.RefusedOutbound, node, fmt.Sprintf("more than %d distinct outbound addresses (%s) in use: this one is ignored, the proxy gets the default listener address", MaxOutboundOverrides, OutboundMetadataKey))
 	}
 	return &Tracker{
 		replica:  replica,

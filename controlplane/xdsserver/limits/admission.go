@@ -1,4 +1,11 @@
-package xdsserver
+// Package limits bounds what an xDS client can make the server hold: the
+// fields of its node, the type URLs it may ask for, and how long a response
+// may wait for it to read. Every refusal is logged once per client and
+// counted by reason.
+//
+// It imports only gRPC and go-control-plane's protos; controlplane/xdsserver
+// uses it.
+package limits
 
 import (
 	"fmt"
@@ -7,6 +14,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -31,6 +39,14 @@ const (
 	maxLoggedClients = 10000
 )
 
+// ServedTypes are the type URLs a client may ask for.
+var ServedTypes = map[string]bool{
+	resourcev3.ListenerType: true,
+	resourcev3.RouteType:    true,
+	resourcev3.ClusterType:  true,
+	resourcev3.EndpointType: true,
+}
+
 // Refusal reasons, the closed set of bulwark_xds_refused_total's label
 // (metrics.RefusalReasons lists them too).
 const (
@@ -44,48 +60,49 @@ const (
 	RefusedStalled = "stalled"
 )
 
-// admission refuses requests beyond the limits, logging each client once.
-type admission struct {
-	log     *slog.Logger
-	refused func(reason string)
+// Admission refuses requests beyond the limits, logging each client once.
+// Log and Refused are set before use; Refused counts a refusal by reason.
+type Admission struct {
+	Log     *slog.Logger
+	Refused func(reason string)
 
 	mu     sync.Mutex
 	logged map[string]bool
 }
 
-// checkNode refuses a node beyond the limits.
-func (a *admission) checkNode(node *corev3.Node) error {
+// CheckNode refuses a node beyond the limits.
+func (a *Admission) CheckNode(node *corev3.Node) error {
 	switch {
 	case len(node.GetId()) > MaxNodeIDBytes:
-		return a.refuse(RefusedNodeID, node, fmt.Sprintf("node.id is %d bytes; at most %d are accepted", len(node.GetId()), MaxNodeIDBytes))
+		return a.Refuse(RefusedNodeID, node, fmt.Sprintf("node.id is %d bytes; at most %d are accepted", len(node.GetId()), MaxNodeIDBytes))
 	case len(node.GetCluster()) > MaxNodeClusterBytes:
-		return a.refuse(RefusedCluster, node, fmt.Sprintf("node.cluster is %d bytes; at most %d are accepted (it names a service, a DNS label)", len(node.GetCluster()), MaxNodeClusterBytes))
+		return a.Refuse(RefusedCluster, node, fmt.Sprintf("node.cluster is %d bytes; at most %d are accepted (it names a service, a DNS label)", len(node.GetCluster()), MaxNodeClusterBytes))
 	}
 	if md := node.GetMetadata(); md != nil {
 		if n := proto.Size(md); n > MaxNodeMetadataBytes {
-			return a.refuse(RefusedMetadata, node, fmt.Sprintf("node.metadata is %d bytes encoded; at most %d are accepted", n, MaxNodeMetadataBytes))
+			return a.Refuse(RefusedMetadata, node, fmt.Sprintf("node.metadata is %d bytes encoded; at most %d are accepted", n, MaxNodeMetadataBytes))
 		}
 	}
 	return nil
 }
 
-// checkType refuses a type URL Bulwark does not serve.
-func (a *admission) checkType(node *corev3.Node, typeURL string) error {
-	if _, ok := shortType[typeURL]; ok {
+// CheckType refuses a type URL Bulwark does not serve.
+func (a *Admission) CheckType(node *corev3.Node, typeURL string) error {
+	if ServedTypes[typeURL] {
 		return nil
 	}
 	shown := typeURL
 	if len(shown) > 120 {
 		shown = shown[:120] + "..."
 	}
-	return a.refuse(RefusedType, node, fmt.Sprintf("type URL %q is not served: Bulwark serves listeners, routes, clusters and endpoints (envoy.config.*.v3)", shown))
+	return a.Refuse(RefusedType, node, fmt.Sprintf("type URL %q is not served: Bulwark serves listeners, routes, clusters and endpoints (envoy.config.*.v3)", shown))
 }
 
-// refuse counts a refusal, logs it once per client, and returns the error
+// Refuse counts a refusal, logs it once per client, and returns the error
 // that ends the client's stream.
-func (a *admission) refuse(reason string, node *corev3.Node, msg string) error {
-	if a.refused != nil {
-		a.refused(reason)
+func (a *Admission) Refuse(reason string, node *corev3.Node, msg string) error {
+	if a.Refused != nil {
+		a.Refused(reason)
 	}
 	id := node.GetId()
 	if len(id) > MaxNodeIDBytes {
@@ -100,17 +117,17 @@ func (a *admission) refuse(reason string, node *corev3.Node, msg string) error {
 		a.logged[id] = true
 	}
 	a.mu.Unlock()
-	if first && a.log != nil {
-		a.log.Warn("xDS request refused (logged once per client)", "node", id, "reason", reason, "detail", msg)
+	if first && a.Log != nil {
+		a.Log.Warn("xDS request refused (logged once per client)", "node", id, "reason", reason, "detail", msg)
 	}
 	return status.Error(codes.InvalidArgument, msg)
 }
 
-// stalled counts and logs (once per address) a connection closed because
+// Stalled counts and logs (once per address) a connection closed because
 // its stream did not read.
-func (a *admission) stalled(addr string, after time.Duration) {
-	if a.refused != nil {
-		a.refused(RefusedStalled)
+func (a *Admission) Stalled(addr string, after time.Duration) {
+	if a.Refused != nil {
+		a.Refused(RefusedStalled)
 	}
 	key := "addr:" + addr
 	a.mu.Lock()
@@ -122,7 +139,7 @@ func (a *admission) stalled(addr string, after time.Duration) {
 		a.logged[key] = true
 	}
 	a.mu.Unlock()
-	if first && a.log != nil {
-		a.log.Warn("xDS connection closed: a response waited for the proxy to read it longer than the send timeout (logged once per address)", "peer", addr, "timeout", after)
+	if first && a.Log != nil {
+		a.Log.Warn("xDS connection closed: a response waited for the proxy to read it longer than the send timeout (logged once per address)", "peer", addr, "timeout", after)
 	}
 }

@@ -1,4 +1,4 @@
-package xdsserver
+package limits
 
 import (
 	"net"
@@ -9,47 +9,65 @@ import (
 	"google.golang.org/grpc/peer"
 )
 
-// readBufferSize is the per-connection read buffer: requests are small, and
-// gRPC's default of 32 KiB per connection is most of what an idle proxy
-// costs.
-const readBufferSize = 4 << 10
+// ReadBufferSize is the per-connection read buffer of the xDS server:
+// requests are small, and gRPC's default of 32 KiB per connection is most
+// of what an idle proxy costs.
+const ReadBufferSize = 4 << 10
 
-// Serve serves xDS on lis until Stop.
-func (s *Server) Serve(lis net.Listener) error { return s.Server.Serve(s.conns.wrap(lis)) }
+// Watchdog closes the connection of a stream whose send waited longer than
+// Timeout: gRPC queues one response beyond a stream's flow-control window
+// and the next send waits for the proxy to read. Serve through Wrap, and
+// install Intercept as the server's stream interceptor.
+type Watchdog struct {
+	// Timeout is how long one send may wait.
+	Timeout time.Duration
+	// OnStall is told of each connection closed (for logs and metrics).
+	OnStall func(addr string, after time.Duration)
 
-// watchSends is the stream interceptor that arms a timer around each send:
+	conns *connSet
+}
+
+// NewWatchdog returns a watchdog with the given send timeout.
+func NewWatchdog(timeout time.Duration, onStall func(addr string, after time.Duration)) *Watchdog {
+	return &Watchdog{Timeout: timeout, OnStall: onStall, conns: newConnSet()}
+}
+
+// Wrap records every connection lis accepts, so a stalled one can be closed.
+func (w *Watchdog) Wrap(lis net.Listener) net.Listener { return w.conns.wrap(lis) }
+
+// Intercept is the stream interceptor that arms a timer around each send:
 // gRPC's SendMsg blocks while the proxy's flow-control window is full, and
 // a proxy that never reads would hold its response (and the stream's
-// goroutine) for ever. Past sendTimeout its connection is closed.
-func (s *Server) watchSends(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+// goroutine) for ever. Past Timeout its connection is closed.
+func (w *Watchdog) Intercept(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	addr := ""
 	if p, ok := peer.FromContext(ss.Context()); ok && p.Addr != nil {
 		addr = p.Addr.String()
 	}
-	return handler(srv, &watchedStream{ServerStream: ss, s: s, addr: addr})
+	return handler(srv, &watchedStream{ServerStream: ss, w: w, addr: addr})
 }
 
 type watchedStream struct {
 	grpc.ServerStream
-	s    *Server
+	w    *Watchdog
 	addr string
 }
 
 // SendMsg sends with a watchdog.
-func (w *watchedStream) SendMsg(m any) error {
-	t := time.AfterFunc(w.s.sendTimeout, func() { w.s.stalled(w.addr) })
-	err := w.ServerStream.SendMsg(m)
+func (s *watchedStream) SendMsg(m any) error {
+	t := time.AfterFunc(s.w.Timeout, func() { s.w.stalled(s.addr) })
+	err := s.ServerStream.SendMsg(m)
 	t.Stop()
 	return err
 }
 
 // stalled closes the connection of a proxy that stopped reading.
-func (s *Server) stalled(addr string) {
-	if !s.conns.close(addr) {
+func (w *Watchdog) stalled(addr string) {
+	if !w.conns.close(addr) {
 		return
 	}
-	if s.tracker != nil {
-		s.tracker.admit.stalled(addr, s.sendTimeout)
+	if w.OnStall != nil {
+		w.OnStall(addr, w.Timeout)
 	}
 }
 

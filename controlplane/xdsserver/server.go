@@ -79,9 +79,6 @@ func NewServer(ctx context.Context, cfg TLS, cache *Cache, tr *Tracker, options 
 		grpc.MaxConcurrentStreams(grpcMaxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: grpcKeepaliveTime, Timeout: grpcKeepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: grpcKeepaliveMinTime, PermitWithoutStream: true}),
-		// A connected proxy is idle almost always: the write buffer is
-		// released after each flush instead of kept per connection.
-		grpc.SharedWriteBuffer(true),
 		// Requests are small; responses are written, not read.
 		grpc.ReadBufferSize(limits.ReadBufferSize),
 		grpc.StreamInterceptor(srv.watchdog.Intercept),

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/bulwarkmesh/bulwark/test/envoymodel"
 )
@@ -90,6 +91,9 @@ type fleet struct {
 	nacks      atomic.Int64 // NACKs sent (warming client only)
 	lastChange atomic.Int64 // unix nanos of the last ACK of a changed version
 
+	errMu     sync.Mutex
+	streamErr map[string]int64 // why streams ended: gRPC code and message → count
+
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
 	ctx    context.Context
@@ -163,6 +167,45 @@ func (f *fleet) add(n int, sources []string) error {
 		}()
 	}
 	return nil
+}
+
+// maxStreamErrors bounds the distinct reasons kept; the rest count as "other".
+const maxStreamErrors = 10
+
+// failed counts a stream that ended with an error, and why.
+func (f *fleet) failed(err error) {
+	f.failures.Add(1)
+	key := "unknown"
+	if err != nil {
+		st := status.Convert(err)
+		key = st.Code().String() + ": " + st.Message()
+		if len(key) > 160 {
+			key = key[:160] + "…"
+		}
+	}
+	f.errMu.Lock()
+	defer f.errMu.Unlock()
+	if f.streamErr == nil {
+		f.streamErr = map[string]int64{}
+	}
+	if _, ok := f.streamErr[key]; !ok && len(f.streamErr) >= maxStreamErrors {
+		key = "other"
+	}
+	f.streamErr[key]++
+}
+
+// streamErrors returns why streams ended, with counts.
+func (f *fleet) streamErrors() map[string]int64 {
+	f.errMu.Lock()
+	defer f.errMu.Unlock()
+	if len(f.streamErr) == 0 {
+		return nil
+	}
+	out := make(map[string]int64, len(f.streamErr))
+	for k, v := range f.streamErr {
+		out[k] = v
+	}
+	return out
 }
 
 // all returns the proxies started so far.
@@ -285,7 +328,7 @@ func (p *proxy) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		p.f.failures.Add(1)
+		p.f.failed(err)
 		p.mu.Lock()
 		wasWarm := p.isWarm
 		p.mu.Unlock()

@@ -215,11 +215,13 @@ type report struct {
 	Cold         *coldReport    `json:"cold,omitempty"`
 	Abuse        *abuseReport   `json:"abuse,omitempty"`
 	// WarmedByTimeout and NACKs total the writes' (warming client).
-	WarmedByTimeout int    `json:"warmedByTimeout"`
-	NACKs           int64  `json:"nacks"`
-	Streams         int64  `json:"streamsOpened"`
-	Failures        int64  `json:"streamFailures"`
-	Error           string `json:"error,omitempty"`
+	WarmedByTimeout int   `json:"warmedByTimeout"`
+	NACKs           int64 `json:"nacks"`
+	Streams         int64 `json:"streamsOpened"`
+	Failures        int64 `json:"streamFailures"`
+	// StreamErrors: why the failed streams ended (gRPC code: message → count).
+	StreamErrors map[string]int64 `json:"streamErrors,omitempty"`
+	Error        string           `json:"error,omitempty"`
 }
 
 // warmup: the pilot (one proxy per group) first, then the rest.
@@ -340,7 +342,7 @@ func measure(ctx context.Context, o options, log *slog.Logger, progress func(str
 	}
 	fl := s.fl
 	defer func() {
-		rep.Streams, rep.Failures = fl.streams.Load(), fl.failures.Load()
+		rep.Streams, rep.Failures, rep.StreamErrors = fl.streams.Load(), fl.failures.Load(), fl.streamErrors()
 		fl.close()
 	}()
 	if o.profileDir != "" {

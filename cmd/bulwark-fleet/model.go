@@ -37,7 +37,7 @@ func (p *proxy) startModel() {
 	if err := p.model.Start(); err != nil {
 		// The stream could not be opened (the connection is not ready yet,
 		// or the control plane is down): try again like any broken stream.
-		p.streamEnded(p.id)
+		p.streamEnded(err)
 	}
 }
 
@@ -46,11 +46,11 @@ func (p *proxy) startModel() {
 // It runs on the model's receive goroutine (or the one that failed to open
 // a stream) and must not call the model itself: the reconnect runs later, on
 // a timer of its own.
-func (p *proxy) streamEnded(string) {
+func (p *proxy) streamEnded(err error) {
 	if p.f.ctx.Err() != nil {
 		return
 	}
-	p.f.failures.Add(1)
+	p.f.failed(err)
 	p.mu.Lock()
 	wasWarm := p.isWarm
 	if wasWarm {
@@ -66,7 +66,7 @@ func (p *proxy) streamEnded(string) {
 			return
 		}
 		if err := p.model.Reconnect(); err != nil {
-			p.streamEnded(p.id)
+			p.streamEnded(err)
 		}
 	})
 }
@@ -211,7 +211,7 @@ func (s *watchedStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
 	if err != nil {
 		if p != nil {
-			p.streamEnded(p.id)
+			p.streamEnded(err)
 		}
 		return err
 	}

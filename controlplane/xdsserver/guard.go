@@ -71,6 +71,10 @@ type Cache struct {
 // tests.
 var maxRejections = 100000
 
+// maxRejectedNames bounds the names remembered per rejection; a rejection
+// of more covers every name (an Envoy's EDS request names every cluster).
+const maxRejectedNames = 1000
+
 // maxRejectingStreams bounds the streams remembered per rejection.
 const maxRejectingStreams = 8
 
@@ -129,11 +133,15 @@ func (g *Cache) Reject(nodeID string, streamID int64, group, typeURL, version st
 	}
 	g.seq++
 	r.seq = g.seq
-	if len(names) == 0 {
-		r.all = true
+	if len(names) == 0 || len(r.names)+len(names) > maxRejectedNames {
+		// Every resource, or more names than are worth remembering one by
+		// one: the rejection covers every name, as for a wildcard request.
+		r.all, r.names = true, nil
 	}
-	for _, n := range names {
-		r.names[n] = true
+	if !r.all {
+		for _, n := range names {
+			r.names[n] = true
+		}
 	}
 	if len(r.streams) < maxRejectingStreams {
 		r.streams[streamID] = true
@@ -143,18 +151,20 @@ func (g *Cache) Reject(nodeID string, streamID int64, group, typeURL, version st
 	}
 }
 
-// dropOldestLocked forgets the oldest rejection. g.mu must be held.
+// dropOldestLocked forgets the oldest rejection, in one pass over them
+// (only when the bound is reached). g.mu must be held.
 func (g *Cache) dropOldestLocked() {
 	var oldNode, oldType string
 	var oldSeq uint64
+	found := false
 	for node, byType := range g.rejected {
 		for t, r := range byType {
-			if oldNode == "" || r.seq < oldSeq {
-				oldNode, oldType, oldSeq = node, t, r.seq
+			if !found || r.seq < oldSeq {
+				oldNode, oldType, oldSeq, found = node, t, r.seq, true
 			}
 		}
 	}
-	if oldNode == "" {
+	if !found {
 		g.nRejects = 0
 		return
 	}

@@ -1,6 +1,7 @@
 package xdsserver
 
 import (
+	"fmt"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -156,4 +157,20 @@ func TestWildcardAndNamedRejectionsAddUp(t *testing.T) {
 			require.False(t, answered(), "the rejection for every name holds")
 		})
 	}
+}
+
+// A rejection that names more than maxRejectedNames resources covers
+// every name, so a record never grows with the names a client sends.
+func TestLongRejectionsCoverEveryName(t *testing.T) {
+	e := newNackEnv(t, 2)
+	v := e.versions[resourcev3.EndpointType]
+	names := make([]string, maxRejectedNames+1)
+	for i := range names {
+		names[i] = fmt.Sprintf("no-such-%d", i)
+	}
+	e.g.Reject("n", 1, e.group, resourcev3.EndpointType, v, names)
+	require.False(t, e.watch("n", 1, "accepted-before", e.eds...), "covered, though none of these names was listed")
+	e.g.mu.Lock()
+	require.Nil(t, e.g.rejected["n"][resourcev3.EndpointType].names)
+	e.g.mu.Unlock()
 }

@@ -43,6 +43,10 @@ type writeReport struct {
 	// ConfirmedByControlPlane counts the proxies that /v1/proxies reports
 	// converged on a revision at least the write's.
 	ConfirmedByControlPlane *int `json:"confirmedByControlPlane,omitempty"`
+	// ConfirmedAfterMs, when the control plane's first answer did not have
+	// every proxy, is how much longer it took to report them all (or,
+	// with fewer confirmed, how long the simulator asked: confirmWait).
+	ConfirmedAfterMs float64 `json:"confirmedAfterMs,omitempty"`
 	// LoadAvg is the machine's 1-minute load average just before the
 	// write; ControlPlaneCPUSeconds and SimulatorCPUSeconds the CPU each
 	// process used from the write until the measurement ended (the control
@@ -120,10 +124,39 @@ func (s *session) measureWrite(ctx context.Context) (writeReport, []time.Duratio
 		}
 		slices.SortFunc(wr.PerGroup, func(a, b groupLatency) int { return cmp.Compare(a.MaxMs, b.MaxMs) })
 	}
-	if n, err := s.confirm(ctx, rev); err == nil {
+	if n, after, err := s.confirmWithin(ctx, rev, o.total, confirmWait); err == nil {
 		wr.ConfirmedByControlPlane = &n
+		wr.ConfirmedAfterMs = ms(after)
 	}
 	return wr, o.times, nil
+}
+
+// confirmWait is how long confirmWithin keeps asking the control plane.
+const confirmWait = 10 * time.Second
+
+// confirmWithin asks the control plane, every half second for at most
+// wait, until it reports want proxies converged on revision rev or later:
+// it returns the last count and how long after the first ask it was
+// reached (0 when the first answer had them all).
+func (s *session) confirmWithin(ctx context.Context, rev int64, want int, wait time.Duration) (int, time.Duration, error) {
+	start := time.Now()
+	for first := true; ; first = false {
+		n, err := s.confirm(ctx, rev)
+		if err != nil {
+			return n, 0, err
+		}
+		if n >= want && first {
+			return n, 0, nil
+		}
+		if n >= want || time.Since(start) >= wait {
+			return n, time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return n, time.Since(start), ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // confirm counts this fleet's proxies that the control plane reports
@@ -196,9 +229,13 @@ func (s *session) converge(ctx context.Context) error {
 		all = append(all, times...)
 		s.rep.WarmedByTimeout += wr.WarmedByTimeout
 		s.rep.NACKs += wr.NACKs
-		s.progress("write %d/%d (%s change, revision %d): %d/%d converged, p50 %.0f ms, p99 %.0f ms, max %.0f ms; changed %v; warmed by timeout %d, NACKs %d; load %.2f, CPU: control plane %.1f s, simulator %.1f s",
+		confirmed := "-"
+		if c := wr.ConfirmedByControlPlane; c != nil {
+			confirmed = fmt.Sprintf("%d (%.0f ms later)", *c, wr.ConfirmedAfterMs)
+		}
+		s.progress("write %d/%d (%s change, revision %d): %d/%d converged, p50 %.0f ms, p99 %.0f ms, max %.0f ms; changed %v; warmed by timeout %d, NACKs %d; confirmed by the control plane %s; load %.2f, CPU: control plane %.1f s, simulator %.1f s",
 			i+1, s.opt.writes, s.changeName(), wr.Revision, wr.Converged, wr.Total, wr.P50Ms, wr.P99Ms, wr.MaxMs, wr.Changed, wr.WarmedByTimeout, wr.NACKs,
-			wr.LoadAvg, wr.ControlPlaneCPUSeconds, wr.SimulatorCPUSeconds)
+			confirmed, wr.LoadAvg, wr.ControlPlaneCPUSeconds, wr.SimulatorCPUSeconds)
 	}
 	c := summarize(all)
 	s.rep.Convergence = &c

@@ -1,6 +1,7 @@
 package xdsserver
 
 import (
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -75,11 +76,16 @@ type Groups struct {
 	onIgnored func(node *corev3.Node)
 }
 
-// SetKnownCallers replaces the set of known callers.
+// SetKnownCallers replaces the set of known callers. The generation moves
+// only when the set changed: every stream checks it on each request, and a
+// move makes each of them choose its group again.
 func (g *Groups) SetKnownCallers(names []string) {
 	m := make(map[string]bool, len(names))
 	for _, n := range names {
 		m[n] = true
+	}
+	if old := g.known.Load(); old != nil && maps.Equal(*old, m) {
+		return
 	}
 	g.known.Store(&m)
 	g.gen.Add(1)

@@ -62,7 +62,9 @@ type Cache struct {
 	// blocked counts answers not sent because the stream's channel was full.
 	blocked int
 	// owedEDS: the Envoy streams that were sent a CDS response and no EDS
-	// response since (see Sent).
+	// response since (see Sent). Under owedMu, not mu: every response sent
+	// updates it, and mu is held while a publication answers a group.
+	owedMu  sync.Mutex
 	owedEDS map[int64]bool
 }
 
@@ -257,21 +259,30 @@ func (g *Cache) NoteRequest(req, prev *discoveryv3.DiscoveryRequest, streamID in
 // stream (Envoy holds its CDS ACK while clusters warm); its next EDS request
 // must then be answered even though its version is current.
 func (g *Cache) Sent(streamID int64, typeURL string) {
-	g.mu.Lock()
 	switch typeURL {
 	case resourcev3.ClusterType:
+		g.owedMu.Lock()
 		g.owedEDS[streamID] = true
+		g.owedMu.Unlock()
 	case resourcev3.EndpointType:
+		g.owedMu.Lock()
 		delete(g.owedEDS, streamID)
+		g.owedMu.Unlock()
 	}
-	g.mu.Unlock()
+}
+
+// owes reports whether a stream is owed an EDS response (see Sent).
+func (g *Cache) owes(streamID int64) bool {
+	g.owedMu.Lock()
+	defer g.owedMu.Unlock()
+	return g.owedEDS[streamID]
 }
 
 // StreamClosed forgets a stream.
 func (g *Cache) StreamClosed(streamID int64) {
-	g.mu.Lock()
+	g.owedMu.Lock()
 	delete(g.owedEDS, streamID)
-	g.mu.Unlock()
+	g.owedMu.Unlock()
 }
 
 // CreateDeltaWatch waits while a round of snapshots is being published.

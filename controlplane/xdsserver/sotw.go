@@ -222,7 +222,7 @@ func (g *Cache) due(w *sotwWatch, snap cachev3.ResourceSnapshot, full bool) bool
 	if w.req.GetVersionInfo() != version {
 		return true
 	}
-	if t == resourcev3.EndpointType && g.owedEDS[w.stream] {
+	if t == resourcev3.EndpointType && g.owes(w.stream) {
 		return true // a CDS response went out since its last EDS response (see Sent)
 	}
 	if !full {

@@ -20,6 +20,7 @@ import (
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -50,7 +51,10 @@ type wireReq struct {
 }
 
 // xdsServer is go-control-plane's ADS server and snapshot cache on a loopback port,
-// with a stream interceptor that records every request off the wire.
+// with a stream interceptor that records every request off the wire. The server is
+// ordered, as Bulwark's is: one response channel per stream, so a snapshot's CDS
+// reaches the proxy before its EDS (unordered, EDS can overtake CDS and the new
+// cluster's re-request finds nothing newer to answer with).
 type xdsServer struct {
 	cache cachev3.SnapshotCache
 	addr  string
@@ -102,7 +106,7 @@ func startServerRecording(t testing.TB, record bool) *xdsServer {
 			}))
 	}
 	gs := grpc.NewServer(opts...)
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(ctx, x.cache, nil))
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(ctx, x.cache, nil, sotwv3.WithOrderedADS()))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

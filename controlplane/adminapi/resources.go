@@ -65,6 +65,10 @@ func (s *Server) putResource(kind string) http.HandlerFunc {
 		if err == nil {
 			err = checkReserved([]policies.Resource{res})
 		}
+		var gate *preStart
+		if err == nil {
+			gate, err = s.steadyGate(r, res)
+		}
 		expect, herr := ifMatch(r)
 		if err == nil {
 			err = herr
@@ -82,6 +86,9 @@ func (s *Server) putResource(kind string) http.HandlerFunc {
 		if err != nil {
 			s.sendError(w, r, err)
 			return
+		}
+		if out.Action == api.ActionCreated {
+			s.recordPreStart(ctx, gate, res)
 		}
 		code := http.StatusOK
 		if out.Action == api.ActionCreated {

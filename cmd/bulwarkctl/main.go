@@ -60,7 +60,7 @@ func commands() []command {
 		{name: "status", group: groupServer, usage: "status [-o table|json]", summary: "show the revision, readiness, rollout and directory sync", run: runStatus},
 		{name: "proxies", group: groupServer, usage: "proxies [-o table|json]", summary: "list connected proxies with their versions and NACKs", run: runProxies},
 		{name: "config", group: groupServer, usage: "config NODE | config --service S [--flavor envoy|grpc]", summary: "print the exact xDS a proxy or a group receives", run: runConfig},
-		{name: "chaos", group: groupServer, usage: "chaos start -f FILE | chaos stop [NAME] | chaos list [--history]", summary: "start, stop (kill switch) and list chaos experiments", run: runChaos},
+		{name: "chaos", group: groupServer, usage: "chaos start -f FILE | chaos run -f FILE [--wait] | chaos stop [NAME] | chaos list [--history]", summary: "start, run to a verdict, stop (kill switch) and list chaos experiments", run: runChaos},
 		{name: "audit", group: groupServer, usage: "audit [--service S] [-o table|json]", summary: "show the resilience checklist of every service", run: runAudit},
 		{name: "help", group: groupOther, usage: "help [COMMAND]", summary: "show help for bulwarkctl or one command", run: runHelp},
 	}

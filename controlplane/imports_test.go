@@ -31,6 +31,7 @@ var importRules = []struct {
 	{"controlplane/audit", []string{"store", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi"}},
 	{"controlplane/prom", []string{"store", "xds", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi", "controlplane/gitops", "controlplane/audit", "controlplane/experiments", "controlplane/metrics"}},
 	{"controlplane/experiments", []string{"controlplane/adminapi", "controlplane/gitops", "controlplane/snapshot", "controlplane/xdsserver", "controlplane/apply", "controlplane/fleet", "controlplane/audit"}},
+	{"controlplane/recommend", []string{"store", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi", "controlplane/gitops", "controlplane/audit", "controlplane/experiments"}},
 	{"controlplane/adminapi", []string{"controlplane/gitops", "controlplane/snapshot"}},
 	{"controlplane/gitops", []string{"store", "controlplane/adminapi", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet"}},
 	{"cmd/bulwarkctl", []string{"store", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi", "controlplane/gitops"}},

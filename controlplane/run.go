@@ -42,6 +42,7 @@ import (
 	"github.com/bulwarkmesh/bulwark/controlplane/gitops"
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
 	"github.com/bulwarkmesh/bulwark/controlplane/prom"
+	"github.com/bulwarkmesh/bulwark/controlplane/recommend"
 	"github.com/bulwarkmesh/bulwark/controlplane/snapshot"
 	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver"
 	"github.com/bulwarkmesh/bulwark/policies"
@@ -212,6 +213,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 				cp.metrics.SteadyStateEvaluated(failed, unknown, aborted, cp.prom.Status().Up)
 			}})
 		deps.SteadyState, deps.Prometheus = cp.runner, cp.prom.Status
+		deps.Recommender = &recommend.Recommender{Q: cp.prom, T: cp.queries}
 	}
 	cp.api = adminapi.New(deps)
 	cp.admin = &http.Server{Handler: cp.api.Handler(), ReadHeaderTimeout: 10 * time.Second,

@@ -61,6 +61,7 @@ func commands() []command {
 		{name: "proxies", group: groupServer, usage: "proxies [-o table|json]", summary: "list connected proxies with their versions and NACKs", run: runProxies},
 		{name: "config", group: groupServer, usage: "config NODE | config --service S [--flavor envoy|grpc]", summary: "print the exact xDS a proxy or a group receives", run: runConfig},
 		{name: "chaos", group: groupServer, usage: "chaos start -f FILE | chaos run -f FILE [--wait] | chaos stop [NAME] | chaos list [--history]", summary: "start, run to a verdict, stop (kill switch) and list chaos experiments", run: runChaos},
+		{name: "recommend", group: groupServer, usage: "recommend [--service S] [--window 1h] [-o table|yaml|json]", summary: "timeouts recommended from the latency Prometheus observed; -o yaml as policies to apply", run: runRecommend},
 		{name: "audit", group: groupServer, usage: "audit [--service S] [-o table|json]", summary: "show the resilience checklist of every service", run: runAudit},
 		{name: "help", group: groupOther, usage: "help [COMMAND]", summary: "show help for bulwarkctl or one command", run: runHelp},
 	}

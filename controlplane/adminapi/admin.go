@@ -88,6 +88,7 @@ type Deps struct {
 	// SteadyState evaluates experiments before they start; Prometheus
 	// reports the data source. Both nil without --prometheus-url.
 	SteadyState SteadyState
+	Recommender Recommender
 	Prometheus  func() api.PrometheusStatus
 }
 

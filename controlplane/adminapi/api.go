@@ -54,6 +54,7 @@ func (s *Server) apiRoutes() []route {
 		route{"GET /v1/experiments/history", RoleViewer, s.experimentHistory},
 		route{"GET /v1/history/experiments", RoleViewer, s.experimentHistory}, // design §12's name for the same list
 		route{"GET /v1/audit", RoleViewer, s.serveAudit},
+		route{"GET /v1/recommendations", RoleViewer, s.serveRecommendations},
 		route{"GET /v1/openapi.json", RoleNone, serveOpenAPI},
 	)
 }

@@ -42,6 +42,8 @@ const (
 	ProblemMethodNotAllowed = "method-not-allowed"
 	ProblemConflict         = "conflict"
 	ProblemNotSteady        = "not-steady"
+	ProblemPrometheusOff    = "prometheus-off"
+	ProblemPrometheusDown   = "prometheus-down"
 	ProblemTooLarge         = "too-large"
 	ProblemMediaType        = "unsupported-media-type"
 	ProblemUnauthorized     = "unauthorized"

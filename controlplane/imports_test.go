@@ -20,6 +20,7 @@ var importRules = []struct {
 	{"xds", []string{"controlplane", "store"}},
 	{"store", []string{"controlplane", "xds"}},
 	{"test/envoymodel", []string{""}},
+	{"observability", []string{""}},
 	{"controlplane/api", []string{"store", "controlplane/"}},
 	{"controlplane/metrics", []string{""}},
 	{"controlplane/xdsserver/seal", []string{"controlplane/", "store"}},

@@ -108,6 +108,12 @@ func New(cfg Config) (*ControlPlane, error) {
 	}
 	cp.tracker = xdsserver.NewTracker(cfg.Replica, cp.cache, cp.metrics, cfg.Logger)
 	cp.builder = snapshot.NewBuilder(cfg.Logger, cp.cache, cp.tracker, cp.metrics)
+	cp.metrics.CountExperiments(func() int {
+		if set, _ := cp.builder.Set(); set != nil {
+			return len(set.Experiments)
+		}
+		return 0
+	})
 	return cp, nil
 }
 

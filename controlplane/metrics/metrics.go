@@ -150,3 +150,11 @@ func (m *Metrics) SteadyStateEvaluated(failed, unknown, aborted, prometheusUp bo
 		m.PrometheusUp.Set(0)
 	}
 }
+
+// CountExperiments exports bulwark_experiments_running, read from count
+// at each scrape (the dashboard's annotation of running experiments).
+func (m *Metrics) CountExperiments(count func() int) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "bulwark_experiments_running", Help: "Chaos experiments running, as of the last build.",
+	}, func() float64 { return float64(count()) }))
+}

@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/adminapi"
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/controlplane/apply"
 	"github.com/bulwarkmesh/bulwark/controlplane/experiments"
 	"github.com/bulwarkmesh/bulwark/controlplane/fleet"
@@ -220,6 +221,9 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 			}})
 		deps.SteadyState, deps.Prometheus = cp.runner, cp.prom.Status
 		deps.Recommender = &recommend.Recommender{Q: cp.prom, T: cp.queries}
+		deps.Circuits = func(ctx context.Context, svcs []string) map[string]api.CircuitState {
+			return cp.prom.Circuits(ctx, cp.queries, svcs)
+		}
 	}
 	cp.api = adminapi.New(deps)
 	cp.admin = &http.Server{Handler: cp.api.Handler(), ReadHeaderTimeout: 10 * time.Second,

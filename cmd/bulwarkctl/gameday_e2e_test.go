@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -203,7 +205,9 @@ spec:
 	require.Equal(t, exitOK, r.code, r.stderr)
 
 	metrics := promtest.NewGRPCMetrics(t)
-	promSrv.Start(t, time.Second, promtest.Target{Job: "checkout", Addr: metrics.Addr}, promtest.Target{Job: "bulwark", Addr: s.cp.AdminAddr()})
+	envoyStats := serveEnvoyStats(t)
+	promSrv.Start(t, time.Second, promtest.Target{Job: "checkout", Addr: metrics.Addr}, promtest.Target{Job: "bulwark", Addr: s.cp.AdminAddr()},
+		promtest.Target{Job: "checkout-envoy", Addr: envoyStats})
 	payTraffic := startTraffic(t, s.cp.XDSAddr(), "checkout", "payments", metrics)
 	q, err := prom.New(prom.Config{URL: promSrv.URL})
 	require.NoError(t, err)
@@ -296,6 +300,29 @@ spec:
 		testRecommendations(t, s, inv, metrics)
 	})
 
+	t.Run("circuit state in the audit", func(t *testing.T) {
+		writeTestFile(t, dir, "fallback.yaml", "apiVersion: bulwark/v1\nkind: Service\nmetadata: {name: payments-static}\nspec: {protocol: grpc, port: 50053}\n---\n"+
+			"apiVersion: bulwark/v1\nkind: ResiliencePolicy\nmetadata: {name: payments-fallback}\nspec: {target: {service: payments}, fallback: {service: payments-static}}\n")
+		r := s.ctl(t, "", "apply", "-f", dir+"/fallback.yaml")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		var rep api.AuditReport
+		require.Eventually(t, func() bool {
+			return getJSON(t, s.url+"/v1/audit?service=payments", &rep) == 200 && rep.Services[0].Circuit != nil &&
+				rep.Services[0].Circuit.FallbackConfigured && rep.Services[0].Circuit.HostsEjected != nil
+		}, 30*time.Second, 200*time.Millisecond)
+		c := rep.Services[0].Circuit
+		require.True(t, c.Known, c.Reason)
+		require.Equal(t, 1.0, *c.HostsEjected)
+		require.Equal(t, 0.0, *c.HealthyHosts)
+		require.True(t, *c.FallbackServing)
+		require.NotNil(t, c.RetryRate)
+		require.NotNil(t, c.RetryOverflowRate)
+		var other api.AuditReport
+		getJSON(t, s.url+"/v1/audit?service=inventory", &other)
+		require.False(t, other.Services[0].Circuit.FallbackConfigured)
+		require.Nil(t, other.Services[0].Circuit.FallbackServing)
+	})
+
 	t.Run("prometheus stops mid-run: onUnknown abort stops it and status says why", func(t *testing.T) {
 		require.Eventually(t, func() bool { v, ok := read(errorRatio); return ok && v < 0.05 }, 30*time.Second, 200*time.Millisecond)
 		writeTestFile(t, dir, "blind.yaml", gameDay("gd-blind", "delay: {percent: 5, fixed: 10ms}", "2m", "onUnknown: abort"))
@@ -326,6 +353,10 @@ spec:
 		require.True(t, rep.Prometheus.Configured)
 		require.False(t, rep.Prometheus.Up)
 		require.Contains(t, rep.Prometheus.Error, "unreachable")
+		var audit api.AuditReport
+		require.Equal(t, 200, getJSON(t, s.url+"/v1/audit?service=payments", &audit))
+		require.False(t, audit.Services[0].Circuit.Known)
+		require.Contains(t, audit.Services[0].Circuit.Reason, "unreachable")
 	})
 }
 
@@ -348,3 +379,31 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
+
+// serveEnvoyStats serves, in the names of Envoy's /stats/prometheus, the
+// cluster statistics of a checkout sidecar whose only payments host is
+// ejected: no Envoy runs in the tests, so these stand in for its admin
+// endpoint; Prometheus scrapes them for real.
+func serveEnvoyStats(t *testing.T) string {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	gauge := func(name string, v float64) {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: name}, []string{"envoy_cluster_name"})
+		g.WithLabelValues("payments").Set(v)
+		reg.MustRegister(g)
+	}
+	gauge("envoy_cluster_outlier_detection_ejections_active", 1)
+	gauge("envoy_cluster_membership_healthy", 0)
+	gauge("envoy_cluster_membership_total", 1)
+	for _, name := range []string{"envoy_cluster_upstream_rq_retry", "envoy_cluster_upstream_rq_retry_overflow"} {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: name}, []string{"envoy_cluster_name"})
+		c.WithLabelValues("payments").Add(3)
+		reg.MustRegister(c)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(lis)
+	t.Cleanup(func() { srv.Close() })
+	return lis.Addr().String()
+}

@@ -90,6 +90,8 @@ type Deps struct {
 	SteadyState SteadyState
 	Recommender Recommender
 	Prometheus  func() api.PrometheusStatus
+	// Circuits reads the circuit state of services from Prometheus.
+	Circuits func(ctx context.Context, services []string) map[string]api.CircuitState
 }
 
 // Server is the admin API of one replica.

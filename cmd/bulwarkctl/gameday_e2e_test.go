@@ -297,7 +297,7 @@ spec:
 	})
 
 	t.Run("recommendations land within 10% of the p99", func(t *testing.T) {
-		testRecommendations(t, s, inv, metrics)
+		testRecommendations(t, s, inv, metrics, dir, promSrv.URL)
 	})
 
 	t.Run("circuit state in the audit", func(t *testing.T) {

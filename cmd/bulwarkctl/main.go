@@ -51,7 +51,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "validate", group: groupOffline, usage: "validate -f PATH", summary: "check policy files: strict decoding, field validation, duplicate names, conflicts", run: runValidate},
-		{name: "lint", group: groupOffline, usage: "lint -f PATH [-o table|json] [--min-severity info|warning|error]", summary: "report settings that are legal but probably wrong", run: runLint},
+		{name: "lint", group: groupOffline, usage: "lint -f PATH [-o table|json] [--min-severity info|warning|error] [--prometheus-url URL]", summary: "report settings that are legal but probably wrong", run: runLint},
 		{name: "render", group: groupOffline, usage: "render -f PATH --service S [--flavor envoy|grpc] [-o yaml|json]", summary: "print the xDS the proxies of service S would receive", run: runRender},
 		{name: "apply", group: groupServer, usage: "apply -f PATH [--dry-run] [--prune --source S] [-o table|json]", summary: "write policy files to the server in one atomic apply", run: runApply},
 		{name: "diff", group: groupServer, usage: "diff -f PATH [--prune --source S] [--exit-code]", summary: "show how the server's resources differ from the files, as a unified diff", run: runDiff},

@@ -28,7 +28,7 @@ func inventoryDelay(n int64) time.Duration {
 // testRecommendations: checkout calls inventory, whose backend has a
 // known latency distribution; the recommendation's observed p99 is within
 // 10% of that distribution's p99, and its policy applies without a warning.
-func testRecommendations(t *testing.T, s *server, inv *gameBackend, m *promtest.GRPCMetrics) {
+func testRecommendations(t *testing.T, s *server, inv *gameBackend, m *promtest.GRPCMetrics, meshDir, promURL string) {
 	f := inventoryDelay
 	inv.mu.Lock()
 	inv.rec = true
@@ -78,6 +78,11 @@ func testRecommendations(t *testing.T, s *server, inv *gameBackend, m *promtest.
 	require.Len(t, rep.Findings, 1)
 	require.Equal(t, "mesh-default", rep.Findings[0].Name)
 	require.Contains(t, rep.Findings[0].Message, "p99.9")
+
+	// Offline lint against the same Prometheus says the same.
+	r = s.ctl(t, "", "lint", "-f", meshDir+"/mesh.yaml", "--prometheus-url", promURL, "--prometheus-window", "1m", "--min-severity", "warning")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "more than 10× the p99.9 latency observed for calls from checkout to inventory")
 
 	// -o yaml is a policy that validates and applies without a warning.
 	r = s.ctl(t, "", "recommend", "--service", "inventory", "--window", "1m", "-o", "yaml")

@@ -230,9 +230,12 @@ func (r *Runner) finish(ctx context.Context, ru *run) {
 		st.PreStart, st.Forced = rec.PreStart, rec.Forced
 	}
 	st.Phase = policies.PhaseEnded
-	failures := 0
+	failures, neverRead := 0, ""
 	for _, c := range st.Checks {
 		failures += c.Failures
+		if st.Evaluations > 0 && c.Unknown == st.Evaluations && neverRead == "" {
+			neverRead = c.Name
+		}
 	}
 	stoppedBy := r.stoppedBy(ctx, ru.exp)
 	switch {
@@ -242,6 +245,9 @@ func (r *Runner) finish(ctx context.Context, ru *run) {
 	case st.Evaluations == 0:
 		st.Verdict = policies.VerdictFailed
 		st.Reason = "ended before its first evaluation"
+	case neverRead != "":
+		st.Verdict = policies.VerdictFailed
+		st.Reason = fmt.Sprintf("check %s was never read in %d evaluations (onUnknown: continue)", neverRead, st.Evaluations)
 	case failures > 0:
 		st.Verdict = policies.VerdictFailed
 		st.Reason = fmt.Sprintf("%d failed readings in %d evaluations", failures, st.Evaluations)

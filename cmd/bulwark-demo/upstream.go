@@ -168,7 +168,7 @@ func (u *upstream) handle(ctx context.Context) (fail bool, err error) {
 // grpcHandler serves TestService.UnaryCall for an upstream.
 type grpcHandler struct {
 	testgrpc.UnimplementedTestServiceServer // the demo's callers use UnaryCall only
-	u *upstream
+	u                                       *upstream
 }
 
 func (h grpcHandler) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {

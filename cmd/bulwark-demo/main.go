@@ -5,7 +5,9 @@
 // live readout of every caller's success rate and latency percentiles. Its
 // subcommands drive a running demo (docs/demo.md): upstream changes an
 // upstream, stats prints the readout once, wait blocks until a number
-// crosses a threshold.
+// crosses a threshold. It drives the control plane through controlplane.New
+// and the admin API only: it must not import the store, xds or the
+// sub-packages of controlplane.
 package main
 
 import (

@@ -163,3 +163,27 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// A taken port stops the start with an error that names it and a hint,
+// and what had started is stopped again: the other ports are free.
+func TestBusyPortFailsCleanly(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	dir := t.TempDir()
+	boot, err := filepath.Abs(filepath.Join(dir, "grpc-bootstrap.json"))
+	require.NoError(t, err)
+	t.Setenv("GRPC_XDS_BOOTSTRAP", boot)
+	xdsAddr, adminAddr := freeAddr(t), freeAddr(t)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--data-dir", dir, "--upstream-port", "0", "--xds-addr", xdsAddr, "--admin-addr", adminAddr,
+		"--embedded-etcd-listen", freeAddr(t), "--embedded-etcd-peer", freeAddr(t), "--control-addr", taken.Addr().String()}, &stdout, &stderr)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr.String(), "--control-addr: listen tcp "+taken.Addr().String())
+	require.Contains(t, stderr.String(), "is another demo running")
+	for _, a := range []string{xdsAddr, adminAddr} {
+		l, err := net.Listen("tcp", a)
+		require.NoError(t, err, "%s is still taken after the failed start", a)
+		l.Close()
+	}
+}

@@ -77,12 +77,11 @@ type demo struct {
 
 // startDemo starts every part, in order, and stops what it started if a
 // later part fails.
-func startDemo(ctx context.Context, cfg config) (d *demo, err error) {
-	d = &demo{cfg: cfg}
+func startDemo(ctx context.Context, cfg config) (_ *demo, err error) {
+	d := &demo{cfg: cfg}
 	defer func() {
 		if err != nil {
 			d.stop()
-			d = nil
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {

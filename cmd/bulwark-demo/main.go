@@ -162,6 +162,10 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	d, err := startDemo(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "bulwark-demo:", err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			fmt.Fprintln(stderr, "bulwark-demo: a port is taken: is another demo running (bin/bulwark-demo stats answers if so)? "+
+				"Otherwise move the demo with --xds-addr, --admin-addr, --control-addr, --embedded-etcd-listen, --embedded-etcd-peer or --upstream-port.")
+		}
 		return 1
 	}
 	fmt.Fprintf(stdout, "bulwark-demo: control plane at http://%s (xDS %s), logs in %s; Ctrl-C stops the demo\n", d.cp.AdminAddr(), d.cp.XDSAddr(), logPath)

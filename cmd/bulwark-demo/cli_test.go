@@ -53,6 +53,11 @@ func TestSubcommands(t *testing.T) {
 	code, out, _ = runCLI(t, d, "stats")
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "CALLS TO")
+	require.Contains(t, out, "Policies: none. Experiments: none.")
+	applyFile(t, d, "timeout.yaml")
+	applyFile(t, d, "retries.yaml")
+	_, out, _ = runCLI(t, d, "stats")
+	require.Contains(t, out, "Policies: payments-retries, payments-timeout. Experiments: none.", "the readout says what is in force")
 	require.Regexp(t, `inventory-2 +inventory +grpc://127\.0\.0\.1:\d+ +down`, out)
 
 	code, out, _ = runCLI(t, d, "wait", "inventory", "success", "below", "1")

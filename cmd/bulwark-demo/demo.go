@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -229,7 +230,8 @@ func (d *demo) applyMesh(ctx context.Context) error {
 
 // stats reads every window.
 func (d *demo) stats() Stats {
-	s := Stats{Window: d.cfg.Window.Seconds(), Admin: "http://" + d.cp.AdminAddr(), XDS: d.cp.XDSAddr()}
+	s := Stats{Window: d.cfg.Window.Seconds(), Admin: "http://" + d.cp.AdminAddr(), XDS: d.cp.XDSAddr(),
+		Policies: d.list("policies"), Experiments: d.list("experiments")}
 	for _, c := range d.callers {
 		s.Callers = append(s.Callers, callerStats(c.name, c.via, d.cfg.Window, c.win.samples()))
 	}
@@ -241,6 +243,37 @@ func (d *demo) stats() Stats {
 		})
 	}
 	return s
+}
+
+// list names the resources of a kind in the control plane, through its
+// admin API; nil when it does not answer.
+func (d *demo) list(kind string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.cp.AdminAddr()+"/v1/"+kind, nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var l struct {
+		Items []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&l) != nil {
+		return nil
+	}
+	out := []string{}
+	for _, it := range l.Items {
+		out = append(out, it.Metadata.Name)
+	}
+	return out
 }
 
 // find returns the upstreams a name selects: one instance, or every

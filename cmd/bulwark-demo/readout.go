@@ -13,11 +13,15 @@ import (
 // last window. GET /v1/stats on the control address answers it as JSON.
 type Stats struct {
 	// Window is the span the numbers cover, in seconds.
-	Window    float64         `json:"window"`
-	Admin     string          `json:"admin"` // the control plane's admin API
-	XDS       string          `json:"xds"`
-	Callers   []CallerStats   `json:"callers"`
-	Upstreams []UpstreamStats `json:"upstreams"`
+	Window float64 `json:"window"`
+	Admin  string  `json:"admin"` // the control plane's admin API
+	XDS    string  `json:"xds"`
+	// Policies and Experiments name what is in force in the control plane
+	// (nil when its admin API did not answer).
+	Policies    []string        `json:"policies"`
+	Experiments []string        `json:"experiments"`
+	Callers     []CallerStats   `json:"callers"`
+	Upstreams   []UpstreamStats `json:"upstreams"`
 }
 
 // CallerStats is one caller's row: calls to one service through the mesh.
@@ -48,7 +52,8 @@ type UpstreamStats struct {
 // render draws the readout as a table.
 func (s Stats) render() string {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "Bulwark demo: admin API %s, xDS %s; the last %gs\n\n", s.Admin, s.XDS, s.Window)
+	fmt.Fprintf(&b, "Bulwark demo: admin API %s, xDS %s; the last %gs\n", s.Admin, s.XDS, s.Window)
+	fmt.Fprintf(&b, "Policies: %s. Experiments: %s.\n\n", names(s.Policies), names(s.Experiments))
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CALLS TO\tVIA\tRPS\tSUCCESS\tP50\tP90\tP99\tERRORS")
 	for _, c := range s.Callers {
@@ -68,6 +73,17 @@ func (s Stats) render() string {
 	}
 	tw.Flush()
 	return b.String()
+}
+
+// names lists names, or says there are none.
+func names(ns []string) string {
+	switch {
+	case ns == nil:
+		return "?"
+	case len(ns) == 0:
+		return "none"
+	}
+	return strings.Join(ns, ", ")
 }
 
 // fmtMS prints milliseconds the way people read them: 3ms, 250ms, 1.20s.

@@ -97,7 +97,10 @@ func follow(e *env, c *client, exp *policies.ChaosExperiment, poll time.Duration
 		return exitUsage
 	}
 	shown, printedPre := 0, false
-	var downSince time.Time
+	var downSince, goneSince time.Time
+	// A run that ended gets its verdict within a tick of the runner; one
+	// that has none long after (no runner evaluates it) ends the wait.
+	verdictGrace := max(10*time.Second, 3*exp.Spec.SteadyState.SteadyInterval())
 	for {
 		st, gone, err := steadyOf(c, name, started)
 		if err != nil {
@@ -138,6 +141,15 @@ func follow(e *env, c *client, exp *policies.ChaosExperiment, poll time.Duration
 			}
 			if gone && st.Phase == policies.PhaseAborted {
 				return verdict(e, name, st)
+			}
+		}
+		if gone {
+			if goneSince.IsZero() {
+				goneSince = time.Now()
+			}
+			if time.Since(goneSince) > verdictGrace {
+				fmt.Fprintf(e.stderr, "bulwarkctl chaos run: %s ended without a verdict: no replica with --prometheus-url evaluated it\n", name)
+				return exitFailed
 			}
 		}
 		time.Sleep(poll)

@@ -284,6 +284,11 @@ spec:
 		require.Contains(t, r.stdout, "pre-start: errors = ")
 		require.Contains(t, r.stdout, "FAILED")
 		require.Equal(t, 404, getCode(t, s.url+"/v1/experiments/gd-refused"))
+		// An apply is refused the same way.
+		r = s.ctl(t, "", "apply", "-f", dir+"/refused.yaml")
+		require.Equal(t, exitFailed, r.code, "stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+		require.Contains(t, r.stderr, "not steady")
+		require.Equal(t, 404, getCode(t, s.url+"/v1/experiments/gd-refused"))
 
 		r = s.ctl(t, "", "chaos", "run", "-f", dir+"/refused.yaml", "--force")
 		require.Equal(t, exitOK, r.code, r.stderr)

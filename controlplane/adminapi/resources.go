@@ -155,6 +155,20 @@ func (s *Server) serveApply(w http.ResponseWriter, r *http.Request) {
 			api.Violation{Field: "source", Message: "required with prune=true"}))
 		return
 	}
+	var gates []*preStart
+	for _, res := range rs {
+		if dry {
+			break
+		}
+		g, err := s.steadyGate(r, res)
+		if err != nil {
+			s.sendError(w, r, err)
+			return
+		}
+		if g != nil {
+			gates = append(gates, g)
+		}
+	}
 	ctx, cancel := s.storeCtx(r)
 	defer cancel()
 	res, err := s.Applier.Apply(ctx, apply.Request{Resources: rs, Source: source, Prune: prune, DryRun: dry, Who: callerOf(r.Context())})
@@ -162,6 +176,7 @@ func (s *Server) serveApply(w http.ResponseWriter, r *http.Request) {
 		s.sendError(w, r, err)
 		return
 	}
+	s.recordPreStarts(ctx, gates, rs)
 	if res.Warnings == nil {
 		res.Warnings = []policies.Finding{}
 	}

@@ -96,3 +96,15 @@ func (s *Server) recordPreStart(ctx context.Context, p *preStart, started polici
 		s.Logger.Warn("experiment started with force although not steady", "experiment", e.Metadata.Name, "readings", describe(p.readings))
 	}
 }
+
+// recordPreStarts records the pre-start readings of the experiments an
+// apply started.
+func (s *Server) recordPreStarts(ctx context.Context, gates []*preStart, rs []policies.Resource) {
+	for _, g := range gates {
+		for _, res := range rs {
+			if e, ok := res.(*policies.ChaosExperiment); ok && e.Metadata.Name == g.name {
+				s.recordPreStart(ctx, g, e)
+			}
+		}
+	}
+}

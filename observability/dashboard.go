@@ -106,7 +106,6 @@ func Rows() []Row {
 // Annotation marks running chaos experiments on every graph.
 var Annotation = Query{Expr: `sum(bulwark_experiments_running) > 0`, Legend: "chaos experiment running"}
 
-
 // Dashboard renders the Grafana dashboard JSON.
 func Dashboard() ([]byte, error) {
 	type target struct {

@@ -221,4 +221,3 @@ func printReadings(e *env, what string, rs []policies.Reading) {
 		fmt.Fprintf(e.stdout, "%s: %s = %s %s\n", what, r.Check, r.String(), mark)
 	}
 }
-

@@ -384,7 +384,6 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
-
 // serveEnvoyStats serves, in the names of Envoy's /stats/prometheus, the
 // cluster statistics of a checkout sidecar whose only payments host is
 // ejected: no Envoy runs in the tests, so these stand in for its admin

@@ -213,11 +213,12 @@ func TestEveryAlertHasARunbook(t *testing.T) {
 }
 
 // promtool (Debian's prometheus package, installed by make deps) accepts
-// the rules and passes their unit tests.
+// the rules and the example configuration, and the rules pass their unit
+// tests.
 func TestPromtool(t *testing.T) {
 	bin, err := exec.LookPath("promtool")
 	require.NoError(t, err, "promtool is not installed: make deps installs Debian's prometheus package")
-	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, {"test", "rules", "alerts_test.yaml"}} {
+	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, {"test", "rules", "alerts_test.yaml"}, {"check", "config", "prometheus.yml"}} {
 		out, err := exec.Command(bin, args...).CombinedOutput()
 		require.NoError(t, err, "promtool %s:\n%s", strings.Join(args, " "), out)
 		require.Contains(t, string(out), "SUCCESS")

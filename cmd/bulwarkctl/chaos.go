@@ -182,7 +182,7 @@ func chaosList(e *env, args []string) int {
 	}
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTARGET\tFAULT\tOUTCOME\tSTARTED\tENDED\tSTARTED-BY\tSTOPPED-BY")
+	fmt.Fprintln(tw, "NAME\tTARGET\tFAULT\tOUTCOME\tVERDICT\tSTARTED\tENDED\tSTARTED-BY\tSTOPPED-BY")
 	for _, r := range rs {
 		x := r.(*policies.ChaosExperiment)
 		st := x.Status
@@ -193,7 +193,7 @@ func chaosList(e *env, args []string) int {
 		if ended == "" {
 			ended = "ends " + st.EndsAt
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Metadata.Name, targetString(x.Spec.Target), faultString(x.Spec), orDash(st.Outcome), orDash(st.StartedAt), ended, orDash(st.StartedBy), orDash(st.StoppedBy))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Metadata.Name, targetString(x.Spec.Target), faultString(x.Spec), orDash(st.Outcome), orDash(st.Verdict), orDash(st.StartedAt), ended, orDash(st.StartedBy), orDash(st.StoppedBy))
 	}
 	tw.Flush()
 	e.stdout.Write(buf.Bytes())

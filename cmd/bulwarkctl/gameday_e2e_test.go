@@ -272,6 +272,9 @@ spec:
 		// Its faults left the client: calls succeed again.
 		require.Eventually(t, func() bool { return payTraffic.okStreak.Load() >= 200 }, 30*time.Second, 50*time.Millisecond)
 		require.Equal(t, 404, getCode(t, s.url+"/v1/experiments/gd-break"))
+		r = s.ctl(t, "", "chaos", "list", "--history")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		require.NotEmpty(t, lineWith(t, r.stdout, "gd-break", "stopped", "aborted", "steady-state"))
 	})
 
 	t.Run("not steady before the start: refused with the readings, or forced", func(t *testing.T) {

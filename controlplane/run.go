@@ -19,6 +19,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -136,9 +138,17 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		cp.client, err = cp.etcd.Client()
 		log.Info("embedded etcd started", "client", cp.etcd.Endpoints(), "data-dir", cp.cfg.DataDir)
 	} else {
+		var etcdTLS *tls.Config
+		if cp.cfg.EtcdCA != "" || cp.cfg.EtcdCert != "" {
+			info := transport.TLSInfo{TrustedCAFile: cp.cfg.EtcdCA, CertFile: cp.cfg.EtcdCert, KeyFile: cp.cfg.EtcdKey}
+			if etcdTLS, err = info.ClientConfig(); err != nil {
+				return fmt.Errorf("etcd TLS: %w", err)
+			}
+		}
 		cp.client, err = clientv3.New(clientv3.Config{
 			Endpoints:   cp.cfg.EtcdEndpoints,
 			DialTimeout: 5 * time.Second,
+			TLS:         etcdTLS,
 			Logger:      nopZap(),
 		})
 	}

@@ -68,10 +68,6 @@ func (c *checker) checkBulwark(w workload, ct *corev1.Container) {
 			c.file(w, ct, "--"+name, p)
 		}
 	}
-	routes, err := readAdminRoutes()
-	if err != nil {
-		c.errorf("admin API routes: %v", err)
-	}
 	for kind, want := range map[string]struct {
 		probe *corev1.Probe
 		path  string
@@ -84,7 +80,7 @@ func (c *checker) checkBulwark(w workload, ct *corev1.Container) {
 		if p.HTTPGet.Path != want.path {
 			c.errorf("%s: container %s: %s path %s, want %s", w, ct.Name, kind, p.HTTPGet.Path, want.path)
 		}
-		if !strings.Contains(routes, `"GET `+p.HTTPGet.Path+`"`) {
+		if !strings.Contains(c.routes, `"GET `+p.HTTPGet.Path+`"`) {
 			c.errorf("%s: container %s: %s path %s is no route of the admin API", w, ct.Name, kind, p.HTTPGet.Path)
 		}
 		if got := containerPort(ct, p.HTTPGet.Port); admin != nil && got != admin {

@@ -52,8 +52,13 @@ func loadAll(t *testing.T) []*bundle {
 	return all
 }
 
-func problems(all []*bundle) []string {
-	c := &checker{all: all, bulwrk: bulwarkBin}
+func problems(t *testing.T, all []*bundle, tweak ...func(*checker)) []string {
+	routes, err := readAdminRoutes()
+	require.NoError(t, err)
+	c := &checker{all: all, bulwrk: bulwarkBin, routes: routes}
+	for _, f := range tweak {
+		f(c)
+	}
 	for _, b := range all {
 		c.check(b)
 	}
@@ -125,7 +130,8 @@ func TestStrictDecodingRefusesUnknownFields(t *testing.T) {
 // The manifests are wired together: see the checks in wiring_test.go and
 // components_test.go.
 func TestManifestsAreWired(t *testing.T) {
-	require.Empty(t, problems(loadAll(t)))
+	p := problems(t, loadAll(t))
+	require.Empty(t, p, "%s", strings.Join(p, "\n"))
 }
 
 func find[T interface {
@@ -282,19 +288,75 @@ func TestWiringChecksCatchBreakage(t *testing.T) {
 		{"grpc bootstrap path", 2, func(b *bundle) {
 			find[*appsv1.Deployment](t, b, "checkout-grpc").Spec.Template.Spec.Containers[0].Env[0].Value = "/etc/grpc-xds/xds.json"
 		}, "is neither a ConfigMap key nor written from one"},
+		{"service without selector", 0, func(b *bundle) { find[*corev1.Service](t, b, "bulwark-admin").Spec.Selector = nil }, "Service/bulwark-admin: has no selector"},
+		{"pdb without a budget", 0, func(b *bundle) { find[*policyv1.PodDisruptionBudget](t, b, "bulwark").Spec.MaxUnavailable = nil }, "neither maxUnavailable nor minAvailable"},
+		{"pdb minAvailable of all", 0, func(b *bundle) {
+			p := find[*policyv1.PodDisruptionBudget](t, b, "bulwark")
+			v := intstr.FromInt32(3)
+			p.Spec.MaxUnavailable, p.Spec.MinAvailable = nil, &v
+		}, "minAvailable 3 of 3 replicas"},
+		{"unmounted volume", 0, func(b *bundle) { bw(b).VolumeMounts = bw(b).VolumeMounts[1:] }, `volume "tokens" is mounted by no container`},
+		{"unmounted claim", 0, func(b *bundle) { find[*appsv1.StatefulSet](t, b, "etcd").Spec.VolumeClaimTemplates[0].Name = "store" }, `volumeClaimTemplate "store" is mounted by no container`},
+		{"secret item key", 0, func(b *bundle) {
+			find[*appsv1.Deployment](t, b, "bulwark").Spec.Template.Spec.Volumes[1].Secret.Items = []corev1.KeyToPath{{Key: "cert.pem", Path: "tls.crt"}}
+		}, `Secret "bulwark-tls" has no key "cert.pem"`},
+		{"entrypoint replaced", 0, func(b *bundle) { bw(b).Command = []string{"/bulwark"} }, "replaces the image's bulwark entrypoint"},
+		{"tls key missing", 0, func(b *bundle) { bw(b).Args = setArg(bw(b).Args, "tls-key", "") }, "--tls-cert and --tls-key go together"},
+		{"no readiness probe", 0, func(b *bundle) { bw(b).ReadinessProbe = nil }, "no HTTP readinessProbe"},
+		{"flag and value apart", 0, func(b *bundle) { bw(b).Args = append(bw(b).Args, "--log-level", "debug") }, `argument "debug": write flags as --name=value`},
+		{"no etcd endpoints", 0, func(b *bundle) { bw(b).Args = setArg(bw(b).Args, "etcd-endpoints", "") }, "no --etcd-endpoints"},
+		{"even members", 0, func(b *bundle) { r := int32(4); find[*appsv1.StatefulSet](t, b, "etcd").Spec.Replicas = &r }, "4 members: run an odd number"},
+		{"etcd member name", 0, func(b *bundle) { etcd(b).Args = setArg(etcd(b).Args, "name", "etcd") }, "--name=etcd for pod etcd-0"},
+		{"etcd advertised client URL", 0, func(b *bundle) {
+			etcd(b).Args = setArg(etcd(b).Args, "advertise-client-urls", "http://$(POD_NAME):2379")
+		}, "--advertise-client-urls="},
+		{"etcd service selector", 0, func(b *bundle) { find[*corev1.Service](t, b, "etcd").Spec.Selector = map[string]string{"app": "etcd"} }, "Service etcd does not select the members"},
+		{"etcd data on an emptyDir", 0, func(b *bundle) {
+			spec := &find[*appsv1.StatefulSet](t, b, "etcd").Spec.Template.Spec
+			spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+			etcd(b).VolumeMounts = append(etcd(b).VolumeMounts, corev1.VolumeMount{Name: "scratch", MountPath: "/scratch"})
+			etcd(b).Args = setArg(etcd(b).Args, "data-dir", "/scratch/data")
+		}, "is on volume scratch, not on a persistent volume claim"},
+		{"envoy TLS to a plaintext port", 0, func(b *bundle) {
+			bw(b).Args = setArg(setArg(bw(b).Args, "tls-cert", ""), "tls-key", "")
+		}, "TLS to an xDS port that serves plaintext"},
+		{"envoy server name not verified", 2, func(b *bundle) {
+			cm := find[*corev1.ConfigMap](t, b, "checkout-envoy")
+			cm.Data["envoy.yaml"] = strings.Replace(cm.Data["envoy.yaml"], "exact: bulwark-xds.bulwark.svc.cluster.local", "exact: bulwark", 1)
+		}, "the server certificate's name bulwark-xds.bulwark.svc.cluster.local is not verified"},
+		{"envoy ADS cluster", 2, func(b *bundle) {
+			cm := find[*corev1.ConfigMap](t, b, "checkout-envoy")
+			cm.Data["envoy.yaml"] = strings.Replace(cm.Data["envoy.yaml"], "cluster_name: bulwark_xds", "cluster_name: xds", 1)
+		}, "no static cluster xds for ADS"},
+		{"envoy bootstrap from a generated ConfigMap", 2, func(b *bundle) { envoy(b).Args[1] = "/etc/bulwark-ca/ca.crt" }, "ConfigMap bulwark-ca is generated, not a manifest"},
+		{"grpc node id not substituted", 2, func(b *bundle) {
+			ic := &find[*appsv1.Deployment](t, b, "checkout-grpc").Spec.Template.Spec.InitContainers[0]
+			ic.Command[2] = strings.Replace(ic.Command[2], "$POD_NAME", "checkout", 1)
+		}, "does not put the pod's name in place of @POD_NAME@"},
+		{"grpc CA not mounted", 2, func(b *bundle) {
+			ct := &find[*appsv1.Deployment](t, b, "checkout-grpc").Spec.Template.Spec.Containers[0]
+			ct.VolumeMounts = ct.VolumeMounts[:1]
+		}, "ca_certificate_file /etc/bulwark-ca/ca.crt is under no volume mount"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			all := loadAll(t)
 			tc.break_(all[tc.bundle])
-			require.Condition(t, func() bool {
-				for _, p := range problems(all) {
-					if strings.Contains(p, tc.want) {
-						return true
-					}
-				}
-				return false
-			}, "no problem reported containing %q; got %q", tc.want, problems(all))
+			requireProblem(t, problems(t, all), tc.want)
 		})
 	}
+	// The probes' paths are checked against the admin API's routes, so a
+	// renamed route breaks the manifests.
+	renamed := problems(t, loadAll(t), func(c *checker) { c.routes = strings.ReplaceAll(c.routes, "/health/live", "/livez") })
+	requireProblem(t, renamed, "livenessProbe path /health/live is no route of the admin API")
+}
+
+func requireProblem(t *testing.T, got []string, want string) {
+	t.Helper()
+	for _, p := range got {
+		if strings.Contains(p, want) {
+			return
+		}
+	}
+	t.Fatalf("no problem reported containing %q; got %q", want, got)
 }

@@ -60,6 +60,7 @@ type checker struct {
 	b      *bundle
 	errs   []string
 	bulwrk string // the built bulwark binary
+	routes string // the source of the admin API's route table
 }
 
 func (c *checker) errorf(format string, args ...any) {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -73,8 +74,6 @@ type bundle struct {
 	objects   []object
 	secrets   map[string][]string
 	configMap map[string][]string
-	// deleted names the objects of a base that the overlay's patches delete.
-	deleted []string
 }
 
 var scheme = func() *runtime.Scheme {
@@ -121,8 +120,8 @@ func decodeFile(path string) ([]object, error) {
 
 // loadBundle reads a kustomization directory the way kustomize would for
 // these manifests: resources (files or directories), generators, patches
-// (strategic merge patches, applied with apimachinery's implementation, or
-// `$patch: delete`) and the namespace.
+// (strategic merge patches, applied with apimachinery's implementation) and
+// the namespace.
 func loadBundle(dir string) (*bundle, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
@@ -141,6 +140,9 @@ func loadBundle(dir string) (*bundle, error) {
 		st, err := os.Stat(p)
 		if err != nil {
 			return nil, fmt.Errorf("%s/kustomization.yaml: resources: %w", dir, err)
+		}
+		if err := kustomizeAllows(dir, res, st.IsDir()); err != nil {
+			return nil, err
 		}
 		if st.IsDir() {
 			base, err := loadBundle(p)
@@ -165,6 +167,17 @@ func loadBundle(dir string) (*bundle, error) {
 		}
 		b.objects = append(b.objects, objs...)
 	}
+	for _, g := range append(slices.Clone(k.SecretGenerator), k.ConfigMapGenerator...) {
+		for _, f := range g.Files {
+			_, file, found := strings.Cut(f, "=")
+			if !found {
+				file = f
+			}
+			if err := kustomizeAllows(dir, file, false); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for _, g := range k.SecretGenerator {
 		b.secrets[g.Name] = generatedKeys(g)
 	}
@@ -172,6 +185,9 @@ func loadBundle(dir string) (*bundle, error) {
 		b.configMap[g.Name] = generatedKeys(g)
 	}
 	for _, p := range k.Patches {
+		if err := kustomizeAllows(dir, p.Path, false); err != nil {
+			return nil, err
+		}
 		if err := b.patch(filepath.Join(dir, p.Path)); err != nil {
 			return nil, err
 		}
@@ -185,6 +201,28 @@ func loadBundle(dir string) (*bundle, error) {
 		}
 	}
 	return b, nil
+}
+
+// kustomizeAllows applies kustomize's loading rules to a path of the
+// kustomization in dir: a file must be inside dir (the load restrictor), and
+// a directory must not contain dir (kustomize refuses that as a cycle).
+func kustomizeAllows(dir, rel string, isDir bool) error {
+	root, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	p, err := filepath.Abs(filepath.Join(dir, rel))
+	if err != nil {
+		return err
+	}
+	inside := strings.HasPrefix(p, root+string(filepath.Separator))
+	if isDir && (p == root || strings.HasPrefix(root, p+string(filepath.Separator))) {
+		return fmt.Errorf("%s/kustomization.yaml: %s contains this kustomization: kustomize refuses the cycle", dir, rel)
+	}
+	if !isDir && !inside {
+		return fmt.Errorf("%s/kustomization.yaml: %s is outside the kustomization's directory: kustomize refuses to load it", dir, rel)
+	}
+	return nil
 }
 
 // generatedKeys lists the keys of a generated Secret or ConfigMap ("key=path"
@@ -224,7 +262,6 @@ func (b *bundle) patch(path string) error {
 		Metadata struct {
 			Name string `json:"name"`
 		} `json:"metadata"`
-		Patch string `json:"$patch"`
 	}
 	if err := yaml.Unmarshal(js, &head); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -232,11 +269,6 @@ func (b *bundle) patch(path string) error {
 	for i, o := range b.objects {
 		if o.obj.GetObjectKind().GroupVersionKind().Kind != head.Kind || o.meta().GetName() != head.Metadata.Name {
 			continue
-		}
-		if head.Patch == "delete" {
-			b.deleted = append(b.deleted, head.Kind+"/"+head.Metadata.Name)
-			b.objects = append(b.objects[:i], b.objects[i+1:]...)
-			return nil
 		}
 		// The patch alone must be a valid (partial) object of that kind.
 		if _, _, err := strict.Decode(raw, nil, nil); err != nil {

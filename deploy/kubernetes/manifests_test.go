@@ -79,7 +79,6 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	require.Equal(t, map[string]int{"Namespace": 1, "Deployment": 1, "Service": 3, "PodDisruptionBudget": 2, "StatefulSet": 1, "NetworkPolicy": 2}, kinds(all[0]))
 	require.ElementsMatch(t, []string{"bulwark-tokens", "bulwark-tls"}, keysOf(all[0].secrets))
 	require.Equal(t, map[string]int{"Namespace": 1, "Deployment": 1, "Service": 2, "PodDisruptionBudget": 1, "NetworkPolicy": 1}, kinds(all[1]))
-	require.ElementsMatch(t, []string{"StatefulSet/etcd", "Service/etcd", "PodDisruptionBudget/etcd", "NetworkPolicy/etcd"}, all[1].deleted)
 	require.Equal(t, map[string]int{"Namespace": 1, "Deployment": 2, "ConfigMap": 2}, kinds(all[2]))
 
 	// The overlay's patch merged into the base Deployment as kustomize
@@ -109,7 +108,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 
 // Strict decoding refuses an unknown field and an unknown kind.
 func TestStrictDecodingRefusesUnknownFields(t *testing.T) {
-	raw, err := os.ReadFile("bulwark.yaml")
+	raw, err := os.ReadFile("control-plane/bulwark.yaml")
 	require.NoError(t, err)
 	dir := t.TempDir()
 	for name, edit := range map[string][2]string{
@@ -125,6 +124,32 @@ func TestStrictDecodingRefusesUnknownFields(t *testing.T) {
 		_, err := decodeFile(p)
 		require.Error(t, err, name)
 	}
+}
+
+// The loader follows kustomize's loading rules: an overlay inside its base
+// and a file outside the kustomization's directory are refused.
+func TestKustomizeLoadingRules(t *testing.T) {
+	dir := t.TempDir()
+	write := func(p, content string) {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, p), []byte(content), 0o644))
+	}
+	const head = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+	write("base/kustomization.yaml", head+"resources: [ns.yaml]\n")
+	write("base/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n")
+	write("base/overlay/kustomization.yaml", head+"resources: [..]\n")
+	write("sibling/kustomization.yaml", head+"resources: [../base]\n")
+	write("file/kustomization.yaml", head+"resources: [../base/ns.yaml]\n")
+	write("patch/kustomization.yaml", head+"resources: [../base]\npatches: [{path: ../base/ns.yaml}]\n")
+	_, err := loadBundle(filepath.Join(dir, "base/overlay"))
+	require.ErrorContains(t, err, "kustomize refuses the cycle")
+	_, err = loadBundle(filepath.Join(dir, "file"))
+	require.ErrorContains(t, err, "outside the kustomization's directory")
+	_, err = loadBundle(filepath.Join(dir, "patch"))
+	require.ErrorContains(t, err, "outside the kustomization's directory")
+	b, err := loadBundle(filepath.Join(dir, "sibling"))
+	require.NoError(t, err)
+	require.Len(t, b.objects, 1)
 }
 
 // The manifests are wired together: see the checks in wiring_test.go and

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -37,9 +38,8 @@ func (c *checker) checkBulwark(w workload, ct *corev1.Container) {
 	}
 	// The real flag set: everything before -help must parse, or the binary
 	// exits 2 with the reason.
-	if out, err := exec.Command(c.bulwrk, append(slices.Clone(args), "-help")...).CombinedOutput(); err != nil {
-		first, _, _ := strings.Cut(string(out), "\n")
-		c.errorf("%s: container %s: bulwark rejects the args (%v): %s", w, ct.Name, err, first)
+	if msg := parseArgs(c.bulwrk, args); msg != "" {
+		c.errorf("%s: container %s: bulwark rejects the args (%s)", w, ct.Name, msg)
 	}
 	f := c.flags(w, ct, args)
 	addrPort := func(flag string) *corev1.ContainerPort {
@@ -91,6 +91,30 @@ func (c *checker) checkBulwark(w workload, ct *corev1.Container) {
 		}
 	}
 	c.checkEtcdEndpoints(w, ct, f["etcd-endpoints"])
+}
+
+var parsed = struct {
+	sync.Mutex
+	m map[string]string
+}{m: map[string]string{}}
+
+// parseArgs runs `bulwark ARGS -help`: it exits 0 only when every flag
+// before -help exists and its value parses. It returns the reason it
+// refused them, or "". Results are kept per command line.
+func parseArgs(bin string, args []string) string {
+	key := strings.Join(args, "\x00")
+	parsed.Lock()
+	defer parsed.Unlock()
+	if msg, ok := parsed.m[key]; ok {
+		return msg
+	}
+	msg := ""
+	if out, err := exec.Command(bin, append(slices.Clone(args), "-help")...).CombinedOutput(); err != nil {
+		first, _, _ := strings.Cut(string(out), "\n")
+		msg = fmt.Sprintf("%v: %s", err, first)
+	}
+	parsed.m[key] = msg
+	return msg
 }
 
 // checkEtcdEndpoints: with the etcd StatefulSet in the bundle, bulwark lists

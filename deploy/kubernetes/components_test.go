@@ -127,7 +127,7 @@ func (c *checker) checkEtcdEndpoints(w workload, ct *corev1.Container, endpoints
 		return
 	}
 	for _, e := range c.b.workloads() {
-		if e.sts == nil || imageName(e.pod.Spec.Containers[0].Image) != "gcr.io/etcd-development/etcd" {
+		if !isEtcd(e) {
 			continue
 		}
 		want := c.etcdURLs(e, "client")

@@ -74,6 +74,8 @@ type bundle struct {
 	objects   []object
 	secrets   map[string][]string
 	configMap map[string][]string
+	// files are the manifest and patch files read, kustomization.yaml files included.
+	files []string
 }
 
 var scheme = func() *runtime.Scheme {
@@ -134,7 +136,8 @@ func loadBundle(dir string) (*bundle, error) {
 	if k.APIVersion != "kustomize.config.k8s.io/v1beta1" || k.Kind != "Kustomization" {
 		return nil, fmt.Errorf("%s/kustomization.yaml: apiVersion/kind %s/%s", dir, k.APIVersion, k.Kind)
 	}
-	b := &bundle{dir: dir, namespace: k.Namespace, secrets: map[string][]string{}, configMap: map[string][]string{}}
+	b := &bundle{dir: dir, namespace: k.Namespace, secrets: map[string][]string{}, configMap: map[string][]string{},
+		files: []string{filepath.Join(dir, "kustomization.yaml")}}
 	for _, res := range k.Resources {
 		p := filepath.Join(dir, res)
 		st, err := os.Stat(p)
@@ -150,6 +153,7 @@ func loadBundle(dir string) (*bundle, error) {
 				return nil, err
 			}
 			b.objects = append(b.objects, base.objects...)
+			b.files = append(b.files, base.files...)
 			for n, keys := range base.secrets {
 				b.secrets[n] = keys
 			}
@@ -166,6 +170,7 @@ func loadBundle(dir string) (*bundle, error) {
 			return nil, err
 		}
 		b.objects = append(b.objects, objs...)
+		b.files = append(b.files, p)
 	}
 	for _, g := range append(slices.Clone(k.SecretGenerator), k.ConfigMapGenerator...) {
 		for _, f := range g.Files {
@@ -191,6 +196,7 @@ func loadBundle(dir string) (*bundle, error) {
 		if err := b.patch(filepath.Join(dir, p.Path)); err != nil {
 			return nil, err
 		}
+		b.files = append(b.files, filepath.Join(dir, p.Path))
 	}
 	for _, o := range b.objects {
 		if s, ok := o.obj.(*corev1.Secret); ok {

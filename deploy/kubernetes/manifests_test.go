@@ -53,16 +53,20 @@ func loadAll(t *testing.T) []*bundle {
 }
 
 func problems(t *testing.T, all []*bundle, tweak ...func(*checker)) []string {
+	return run(t, all, tweak...).errs
+}
+
+func run(t *testing.T, all []*bundle, tweak ...func(*checker)) *checker {
 	routes, err := readAdminRoutes()
 	require.NoError(t, err)
-	c := &checker{all: all, bulwrk: bulwarkBin, routes: routes}
+	c := &checker{all: all, bulwrk: bulwarkBin, routes: routes, checked: map[string]int{}}
 	for _, f := range tweak {
 		f(c)
 	}
 	for _, b := range all {
 		c.check(b)
 	}
-	return c.errs
+	return c
 }
 
 // Every manifest decodes strictly into the official API types, and each
@@ -93,6 +97,20 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	require.ElementsMatch(t, []string{"tokens", "tls", "etcd-client"}, vols)
 	require.Len(t, ext.Containers[0].VolumeMounts, 3)
 	require.NotNil(t, ext.Containers[0].ReadinessProbe, "the base's fields stay")
+
+	// No manifest is left out of every kustomization (and so of this test).
+	read := map[string]bool{}
+	for _, b := range all {
+		for _, f := range b.files {
+			read[filepath.Clean(f)] = true
+		}
+	}
+	require.NoError(t, filepath.WalkDir(".", func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml") || strings.HasSuffix(p, ".json")) {
+			require.True(t, read[p], "%s is in no kustomization", p)
+		}
+		return err
+	}))
 
 	d := find[*appsv1.Deployment](t, all[0], "bulwark")
 	require.EqualValues(t, 3, *d.Spec.Replicas)
@@ -155,8 +173,11 @@ func TestKustomizeLoadingRules(t *testing.T) {
 // The manifests are wired together: see the checks in wiring_test.go and
 // components_test.go.
 func TestManifestsAreWired(t *testing.T) {
-	p := problems(t, loadAll(t))
-	require.Empty(t, p, "%s", strings.Join(p, "\n"))
+	c := run(t, loadAll(t))
+	require.Empty(t, c.errs, "%s", strings.Join(c.errs, "\n"))
+	// Bulwark in the base and the overlay, the etcd StatefulSet, the Envoy
+	// sidecar and the gRPC client were each checked.
+	require.Equal(t, map[string]int{"bulwark": 2, "etcd": 1, "envoy": 1, "grpc": 1}, c.checked)
 }
 
 func find[T interface {

@@ -61,6 +61,9 @@ type checker struct {
 	errs   []string
 	bulwrk string // the built bulwark binary
 	routes string // the source of the admin API's route table
+	// checked counts the containers each component check ran on, so a
+	// renamed image cannot make a check skip silently.
+	checked map[string]int
 }
 
 func (c *checker) errorf(format string, args ...any) {
@@ -163,20 +166,29 @@ func (c *checker) checkWorkload(w workload) {
 		c.checkProbes(w, ct)
 		c.checkEnvRefs(w, ct)
 		if imageName(ct.Image) == "bulwark" {
+			c.checked["bulwark"]++
 			c.checkBulwark(w, ct)
 		}
 		if strings.HasPrefix(ct.Image, "envoyproxy/envoy") {
+			c.checked["envoy"]++
 			c.checkEnvoySidecar(w, ct)
 		}
 		for _, e := range ct.Env {
 			if e.Name == "GRPC_XDS_BOOTSTRAP" {
+				c.checked["grpc"]++
 				c.checkGRPCClient(w, ct, e.Value)
 			}
 		}
 	}
-	if w.sts != nil && imageName(w.pod.Spec.Containers[0].Image) == "gcr.io/etcd-development/etcd" {
+	if isEtcd(w) {
+		c.checked["etcd"]++
 		c.checkEtcd(w)
 	}
+}
+
+// isEtcd: a StatefulSet running etcd.
+func isEtcd(w workload) bool {
+	return w.sts != nil && strings.HasSuffix(imageName(w.pod.Spec.Containers[0].Image), "/etcd")
 }
 
 func imageName(image string) string {

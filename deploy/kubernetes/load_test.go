@@ -1,7 +1,9 @@
-// Package kubernetes holds the Kubernetes manifests of Bulwark (a kustomize
-// base, an overlay for an existing etcd cluster and an application example);
-// its test decodes them strictly with the official API types and checks how
-// they are wired together. It has no code of its own.
+// Package kubernetes holds the Kubernetes manifests of Bulwark (kustomizations
+// for the control plane, its etcd, an overlay for an existing etcd cluster and
+// an application example); its test decodes them strictly with the official
+// API types and checks how they are wired together. It has no code of its
+// own and imports none of Bulwark's packages: it builds cmd/bulwark to parse
+// the containers' args, and reads the admin API's route table from source.
 package kubernetes
 
 import (

@@ -193,7 +193,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		deps.Sync = cp.sync.Status
 	}
 	cp.api = adminapi.New(deps)
-	cp.admin = &http.Server{Handler: cp.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	cp.admin = &http.Server{Handler: withConsole(cp.api.Handler()), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	cp.goLoop(func() { cp.health.watch(ctx, time.Second) })

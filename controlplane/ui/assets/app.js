@@ -49,7 +49,7 @@ function showError(msg) {
 // Page context: the timers of the page on screen, stopped when the operator
 // moves to another page.
 class PageContext {
-  constructor(main) { this.main = main; this.timers = []; this.alive = true; }
+  constructor(main) { this.main = main; this.timers = []; this.listeners = []; this.alive = true; }
   // every runs fn now and then every ms while the page is shown; a failure
   // shows in the banner and the next round tries again.
   every(ms, fn) {
@@ -65,7 +65,16 @@ class PageContext {
     run();
     this.timers.push(setInterval(run, ms));
   }
-  stop() { this.alive = false; this.timers.forEach(clearInterval); }
+  // on listens to an event of target while the page is shown.
+  on(target, type, fn) {
+    target.addEventListener(type, fn);
+    this.listeners.push(() => target.removeEventListener(type, fn));
+  }
+  stop() {
+    this.alive = false;
+    this.timers.forEach(clearInterval);
+    this.listeners.forEach((off) => off());
+  }
 }
 
 let current = null;

@@ -47,7 +47,7 @@ pages.config = {
         Object.entries(cfg).map(([type, items]) => h('details', {class: 'xds', 'data-type': type, open: true},
           h('summary', {}, `${type} (${(items || []).length})`),
           (items || []).map((r) => h('details', {class: 'resource'},
-            h('summary', {}, r.name || r.clusterName || '(unnamed)'),
+            h('summary', {}, r.name || r.clusterName || r.cluster_name || '(unnamed)'),
             h('pre', {}, JSON.stringify(r, null, 2)))))));
     }).catch(handleFailure);
   },

@@ -35,16 +35,13 @@ pages.overview = {
     ctx.main.append(h('h1', {}, 'Overview'), top, rollout, side, h('div', {class: 'grid2'}, exps, sync));
     rollout.append(h('h2', {}, 'Rollout'), h('div', {id: 'ov-rollout-body'}), chart);
     const seen = {}, seenProxies = {}, seenExps = {};
+    ctx.on(window, 'resize', () => drawChart(chart));
 
     ctx.every(1000, async () => {
       const st = await get('/v1/status');
       rolloutHistory.push({t: Date.now(), ...st.rollout});
       while (rolloutHistory.length && rolloutHistory[0].t < Date.now() - ROLLOUT_WINDOW_MS) rolloutHistory.shift();
-      replace(chart, lineChart([
-        {name: 'converged', cls: 'ok', points: rolloutHistory.map((p) => ({t: p.t, v: p.converged}))},
-        {name: 'pending', cls: 'warn', points: rolloutHistory.map((p) => ({t: p.t, v: p.pending}))},
-        {name: 'rejecting', cls: 'bad', points: rolloutHistory.map((p) => ({t: p.t, v: p.rejecting}))},
-      ], {width: chart.clientWidth, windowMs: ROLLOUT_WINDOW_MS, label: 'proxies by rollout state over the last five minutes'}));
+      drawChart(chart);
       if (!changed(seen, st)) return;
       drawTop(top, st);
       drawRollout(document.getElementById('ov-rollout-body'), st);
@@ -61,6 +58,20 @@ pages.overview = {
     });
   },
 };
+
+// drawChart draws the rollout samples of this tab: the last five minutes,
+// or since the first sample (at least 30 s) when the tab is younger.
+function drawChart(el) {
+  const now = Date.now();
+  const span = rolloutHistory.length ? now - rolloutHistory[0].t : 0;
+  const windowMs = Math.min(ROLLOUT_WINDOW_MS, Math.max(30 * 1000, span));
+  const series = (key) => rolloutHistory.map((p) => ({t: p.t, v: p[key]}));
+  replace(el, lineChart([
+    {name: 'converged', cls: 'ok', points: series('converged')},
+    {name: 'pending', cls: 'warn', points: series('pending')},
+    {name: 'rejecting', cls: 'bad', points: series('rejecting')},
+  ], {width: el.clientWidth, now, windowMs, label: 'proxies by rollout state over time'}));
+}
 
 function drawTop(el, st) {
   replace(el,

@@ -211,3 +211,33 @@ spec:
 		return fmt.Errorf("the thrown error was not captured: %v", ed.consoleErrors())
 	})
 }
+
+// Without a token file (loopback only) the console asks for no token, as
+// the API does: the operator is an anonymous editor and has the kill
+// switch. The admin port's root leads to the console; the API's own paths
+// and its 404s are unchanged.
+func TestConsoleWithoutTokens(t *testing.T) {
+	browser := newBrowser(t)
+	h := newHarness(t)
+	b := startBackend(t, "payments-1", nil)
+	h.apply(serviceYAML("payments", b.port) + "---\n" + experimentYAML("payments-slow", "payments", 5, "5m"))
+	c, _ := h.dial("checkout", "payments")
+	eventually(t, 20*time.Second, func() error { _, err := call(c, 2*time.Second, "x"); return err })
+
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get("http://" + h.cp.AdminAddr() + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusFound, resp.StatusCode)
+	require.Equal(t, "/ui/", resp.Header.Get("Location"))
+	problem(t, h.api("").get("/nope"), http.StatusNotFound)
+
+	tb := openTab(t, browser, "http://"+h.cp.AdminAddr())
+	tb.open("overview")
+	tb.waitJS("an anonymous editor", `!!document.getElementById('who-name') && document.getElementById('who-name').textContent === 'anonymous' && document.querySelector('#who').textContent.includes('no token file')`)
+	tb.waitJS("the rollout", `!!document.getElementById('rollout-state') && document.getElementById('rollout-state').textContent === 'converged'`)
+	require.False(t, evalIn[bool](tb, `!!document.getElementById('login-token')`), "the console asked for a token")
+	tb.show("experiments")
+	tb.waitJS("the kill switch", `!!document.getElementById('kill-switch') && !document.getElementById('kill-switch').disabled && !!document.querySelector('section.experiment[data-name="payments-slow"]')`)
+	tb.clean("experiments")
+}

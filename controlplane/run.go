@@ -12,6 +12,7 @@
 //	apply      single writes and atomic bundle applies with conflict checks
 //	audit      the resilience checklist
 //	adminapi   the REST API over small interfaces
+//	ui         the web console under /ui/, embedded files over the REST API
 //	gitops     the directory sync, through an applier
 //
 // Only cmd/ imports this package.

@@ -33,6 +33,14 @@ var consolePages = []struct{ name, ready string }{
 	{"config", `!!document.querySelector('details.xds[data-type="routes"] details.resource')`},
 }
 
+// copyExamples copies examples/policies into a directory of the test's, to
+// sync from.
+func copyExamples(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "policies")
+	require.NoError(t, os.CopyFS(dir, os.DirFS("../examples/policies")))
+	return dir
+}
+
 // The console against a control plane serving the example mesh through
 // its directory sync, with gRPC-Go's xDS clients connected and tokens
 // required: every page loads without an error and is photographed at
@@ -43,11 +51,9 @@ var consolePages = []struct{ name, ready string }{
 // experiment and the page shows it gone.
 func TestConsoleInBrowser(t *testing.T) {
 	browser := newBrowser(t)
-	examples, err := filepath.Abs("../examples/policies")
-	require.NoError(t, err)
 	h := newHarness(t, func(c *Config) {
 		c.TokenFile = tokenFile(t)
-		c.SyncDir, c.SyncResync = examples, time.Second
+		c.SyncDir, c.SyncResync = copyExamples(t), time.Second
 	})
 	editor, viewer := h.api(editorToken), h.api(viewerToken)
 	eventually(t, 20*time.Second, func() error {
@@ -80,7 +86,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	ed.open("overview")
 	ed.login(editorToken, "editor")
 
-	t.Run("every page loads without errors", func(t *testing.T) {
+	t.Log("every page loads without errors")
+	func() {
 		for _, p := range consolePages {
 			page := p.name
 			if page == "config" {
@@ -88,15 +95,13 @@ func TestConsoleInBrowser(t *testing.T) {
 			}
 			ed.show(page)
 			ed.waitJS(p.name+" drew its data", p.ready)
-			img := ed.screenshots(p.name)
+			ed.screenshots(p.name)
 			ed.clean(p.name)
-			if p.name == "overview" && *updateConsoleImage {
-				require.NoError(t, os.WriteFile("../docs/img/console-overview.png", img, 0o644))
-			}
 		}
-	})
+	}()
 
-	t.Run("a policy written through the API shows in Services and converges live", func(t *testing.T) {
+	t.Log("a policy written through the API shows in Services and converges live")
+	func() {
 		ed.show("overview")
 		ed.waitJS("overview drawn", consolePages[0].ready)
 		evalIn[int](ed, `window.__sameDocument = 42`)
@@ -118,9 +123,10 @@ spec:
 		})()`)
 		require.Equal(t, 42, evalIn[int](ed, `window.__sameDocument`), "the page was reloaded")
 		ed.clean("services")
-	})
+	}()
 
-	t.Run("a NACK shows its error text in Proxies", func(t *testing.T) {
+	t.Log("a NACK shows its error text in Proxies")
+	func() {
 		// gRPC rejects a retry policy with num_retries 0: poison the routes of
 		// checkout's proxyless group.
 		h.cp.builder.SetMutate(func(k xdsserver.GroupKey, res *translate.Resources) {
@@ -164,9 +170,10 @@ spec:
 		})()`, nack))
 		ed.screenshots("proxies-rejecting")
 		ed.clean("proxies")
-	})
+	}()
 
-	t.Run("a viewer has no kill switch and the API refuses it", func(t *testing.T) {
+	t.Log("a viewer has no kill switch and the API refuses it")
+	func() {
 		vw := openTab(t, browser, "http://"+h.cp.AdminAddr())
 		vw.open("experiments")
 		vw.login(viewerToken, "viewer")
@@ -176,9 +183,10 @@ spec:
 		vw.clean("experiments (viewer)")
 		problem(t, viewer.post("/v1/experiments/stop", "", ""), http.StatusForbidden)
 		require.Equal(t, http.StatusOK, viewer.get("/v1/experiments/payments-503").code, "the viewer stopped nothing")
-	})
+	}()
 
-	t.Run("the editor's kill switch stops the experiment", func(t *testing.T) {
+	t.Log("the editor's kill switch stops the experiment")
+	func() {
 		ed.show("experiments")
 		ed.waitJS("the kill switch is ready", consolePages[3].ready+` && !document.getElementById('kill-switch').disabled`)
 		// The first click only asks; cancelling stops nothing.
@@ -198,7 +206,25 @@ spec:
 		})()`)
 		require.Equal(t, http.StatusNotFound, viewer.get("/v1/experiments/payments-503").code, "the experiment still runs")
 		ed.clean("experiments")
+	}()
+
+	// The Overview's chart kept the whole story: converged, the rejection,
+	// converged again once the kill switch's rebuild left the poison out.
+	eventually(t, 20*time.Second, func() error {
+		st := decode[api.StatusReport](t, viewer.get("/v1/status"), http.StatusOK)
+		if st.Rollout.Converged != st.Rollout.Total {
+			return fmt.Errorf("not converged after the kill switch: %+v; %s", st.Rollout, viewer.get("/v1/proxies").body)
+		}
+		return nil
 	})
+	ed.show("overview")
+	ed.waitJS("the chart shows the rejection and the recovery", `!!document.getElementById('ov-no-experiments') && !!document.querySelector('#ov-chart svg path.series.bad') &&
+		document.getElementById('rollout-state').textContent === 'converged' && rolloutHistory.some((p) => p.rejecting > 0)`)
+	img := ed.screenshots("overview-after")
+	ed.clean("overview")
+	if *updateConsoleImage {
+		require.NoError(t, os.WriteFile("../docs/img/console-overview.png", img, 0o644))
+	}
 
 	// The error capture itself works: an exception thrown by a page is seen.
 	evalIn[int](ed, `setTimeout(() => { throw new Error('console-probe'); }, 0), 1`)

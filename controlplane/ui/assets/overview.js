@@ -3,9 +3,24 @@
 // experiments.
 'use strict';
 
-// rolloutHistory keeps the rollout samples of this tab, for the chart.
+// rolloutHistory keeps the rollout samples of this tab, for the chart: the
+// Overview takes one a second while it is shown, and a sampler takes them
+// while another page is, so the chart has no hole where the operator looked
+// elsewhere.
 const rolloutHistory = [];
 const ROLLOUT_WINDOW_MS = 5 * 60 * 1000;
+
+function sampleRollout(rollout) {
+  rolloutHistory.push({t: Date.now(), ...rollout});
+  while (rolloutHistory.length && rolloutHistory[0].t < Date.now() - ROLLOUT_WINDOW_MS) rolloutHistory.shift();
+}
+
+// The sampler: its failures are the other page's to show (or the
+// Overview's, which polls the same status).
+setInterval(() => {
+  if (!app.me || !current || !current.alive || current.main.getAttribute('data-page') === 'overview') return;
+  get('/v1/status').then((st) => sampleRollout(st.rollout), () => {});
+}, 1000);
 
 // rolloutState names where the rollout stands.
 function rolloutState(r) {
@@ -39,8 +54,7 @@ pages.overview = {
 
     ctx.every(1000, async () => {
       const st = await get('/v1/status');
-      rolloutHistory.push({t: Date.now(), ...st.rollout});
-      while (rolloutHistory.length && rolloutHistory[0].t < Date.now() - ROLLOUT_WINDOW_MS) rolloutHistory.shift();
+      sampleRollout(st.rollout);
       drawChart(chart);
       if (!changed(seen, st)) return;
       drawTop(top, st);

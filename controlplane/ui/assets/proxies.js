@@ -4,6 +4,9 @@
 'use strict';
 
 const TYPES = ['listeners', 'routes', 'clusters', 'endpoints'];
+// MAX_ROWS bounds the table, so a fleet of thousands does not make a page
+// of thousands of rows every second: the filters narrow it.
+const MAX_ROWS = 500;
 const proxyFilter = {service: '', flavor: '', rejecting: false};
 
 // rejecting says whether the proxy's last answer of some type was a NACK
@@ -62,7 +65,7 @@ function drawFilters(el, items, draw) {
 function drawProxies(el, shown, total) {
   if (total === 0) { replace(el, h('p', {class: 'muted'}, 'No proxy is connected.')); return; }
   const rows = [];
-  for (const p of shown) {
+  for (const p of shown.slice(0, MAX_ROWS)) {
     rows.push(h('tr', {class: 'proxy', 'data-id': p.id},
       h('td', {}, h('a', {href: '#/config?node=' + encodeURIComponent(p.id)}, p.id)),
       h('td', {}, p.service), h('td', {}, p.flavor), h('td', {}, p.replica),
@@ -78,6 +81,7 @@ function drawProxies(el, shown, total) {
         h('pre', {class: 'nack'}, ts.lastNack.error))));
     }
   }
-  replace(el, h('p', {class: 'muted'}, `${shown.length} of ${total} proxies`),
+  const note = shown.length > MAX_ROWS ? `; the first ${MAX_ROWS} are listed, filter to see the others` : '';
+  replace(el, h('p', {class: 'muted', id: 'px-count'}, `${shown.length} of ${total} proxies${note}`),
     table('proxies', ['id', 'service', 'flavor', 'replica', 'revision', 'state', ...TYPES], rows));
 }

@@ -165,9 +165,9 @@ spec:
 		ed.do("only rejecting proxies", chromedp.Click(chromedp.CSS("#px-rejecting")))
 		ed.waitJS("Proxies shows the NACK in full", fmt.Sprintf(`(() => {
 			const rows = document.querySelectorAll('tr.proxy');
-			const pre = document.querySelector('pre.nack');
+			const pre = document.querySelector('tr.proxy[data-id=%q] + tr.nackrow pre.nack');
 			return rows.length >= 1 && [...rows].every((r) => r.textContent.includes('rejecting')) && !!pre && pre.textContent === %q;
-		})()`, nack))
+		})()`, checkoutNode, nack))
 		ed.screenshots("proxies-rejecting")
 		ed.clean("proxies")
 	}()

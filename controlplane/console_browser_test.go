@@ -98,6 +98,12 @@ func TestConsoleInBrowser(t *testing.T) {
 			ed.screenshots(p.name)
 			ed.clean(p.name)
 		}
+		// A group no proxy is connected for: Envoy's view of checkout.
+		ed.show("config?service=checkout&flavor=envoy")
+		ed.waitJS("Envoy's listener for checkout", `!!document.querySelector('#cfg-body code') && document.querySelector('#cfg-body code').textContent === 'envoy/checkout' &&
+			document.querySelectorAll('details.xds[data-type="listeners"] details.resource').length === 1 &&
+			document.querySelector('details.xds[data-type="listeners"] pre').textContent.includes('15001')`)
+		ed.clean("config")
 	}()
 
 	t.Log("a policy written through the API shows in Services and converges live")
@@ -162,6 +168,18 @@ spec:
 		})
 		require.NotEmpty(t, nack)
 		ed.show("proxies")
+		// The filters: by service, by flavor, then rejecting only.
+		ed.waitJS("proxies listed", consolePages[2].ready)
+		pick := func(id, value string) {
+			evalIn[bool](ed, fmt.Sprintf(`(() => { const s = document.getElementById(%q); s.value = %q; return s.dispatchEvent(new Event('change')); })()`, id, value))
+		}
+		pick("px-service", "frontend")
+		ed.waitJS("only frontend's proxy", `(() => { const rows = document.querySelectorAll('tr.proxy');
+			return rows.length === 1 && rows[0].children[1].textContent === 'frontend'; })()`)
+		pick("px-service", "")
+		pick("px-flavor", "envoy")
+		ed.waitJS("no Envoy", `document.querySelectorAll('tr.proxy').length === 0 && document.getElementById('px-count').textContent.startsWith('0 of 3')`)
+		pick("px-flavor", "")
 		ed.do("only rejecting proxies", chromedp.Click(chromedp.CSS("#px-rejecting")))
 		ed.waitJS("Proxies shows the NACK in full", fmt.Sprintf(`(() => {
 			const rows = document.querySelectorAll('tr.proxy');

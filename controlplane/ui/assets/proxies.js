@@ -57,7 +57,7 @@ function drawFilters(el, items, draw) {
         h('option', {value: v, selected: v === proxyFilter[key]}, v))));
   replace(el,
     sel('px-service', 'service', uniq((p) => p.service), 'all services'),
-    sel('px-flavor', 'flavor', uniq((p) => p.flavor), 'all flavors'),
+    sel('px-flavor', 'flavor', ['envoy', 'grpc', ...uniq((p) => p.flavor)], 'all flavors'),
     h('label', {}, h('input', {type: 'checkbox', id: 'px-rejecting', checked: proxyFilter.rejecting,
       onchange: (ev) => { proxyFilter.rejecting = ev.target.checked; draw(); }}), ' rejecting only'));
 }

@@ -128,6 +128,13 @@ spec:
 				&& row.textContent.includes('service');
 		})()`)
 		require.Equal(t, 42, evalIn[int](ed, `window.__sameDocument`), "the page was reloaded")
+		// The view of calls from checkout: its source-scoped policy wins.
+		evalIn[bool](ed, `(() => { const s = document.querySelector('#svc-inventory select[aria-label="source"]'); s.value = 'checkout'; return s.dispatchEvent(new Event('change')); })()`)
+		ed.waitJS("Services shows checkout's own policy", `(() => {
+			const row = document.querySelector('#svc-inventory tr[data-field="timeouts.request"]');
+			return !!row && row.querySelector('td.value').textContent === '1s' && row.querySelector('.policy').textContent === 'checkout-to-inventory'
+				&& row.textContent.includes('service · from checkout');
+		})()`)
 		ed.clean("services")
 	}()
 

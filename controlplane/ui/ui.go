@@ -24,7 +24,7 @@ const Prefix = "/ui/"
 // contentSecurityPolicy lets the pages load only their own files and talk
 // only to their own origin: no inline script or style, nothing from the
 // internet, no framing.
-const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 // Handler serves the console's files under Prefix. Every answer carries the

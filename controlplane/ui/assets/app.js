@@ -51,7 +51,8 @@ function showError(msg) {
 class PageContext {
   constructor(main) { this.main = main; this.timers = []; this.listeners = []; this.alive = true; }
   // every runs fn now and then every ms while the page is shown; a failure
-  // shows in the banner and the next round tries again.
+  // shows in the banner and the next round tries again. It returns the
+  // round, for a page that wants one at once.
   every(ms, fn) {
     const run = async () => {
       if (!this.alive) return;
@@ -64,6 +65,7 @@ class PageContext {
     };
     run();
     this.timers.push(setInterval(run, ms));
+    return run;
   }
   // on listens to an event of target while the page is shown.
   on(target, type, fn) {

@@ -20,7 +20,9 @@ pages.services = {
         'No Prometheus configured: latency, error rate, ejected hosts and fallback serving are not shown.'),
       list);
     const seen = {};
-    ctx.every(2000, async () => {
+    let refresh = null;
+    const redraw = () => { seen.last = null; refresh(); };
+    refresh = ctx.every(2000, async () => {
       const [audit, eff] = await Promise.all([get('/v1/audit'), get('/v1/effective')]);
       // Cards whose view is not the default one ask for theirs.
       const items = await Promise.all(eff.items.map((it) => {
@@ -33,7 +35,7 @@ pages.services = {
       if (!changed(seen, data)) return;
       const byName = {};
       for (const a of audit.services) byName[a.service] = a;
-      replace(list, items.map((it) => serviceCard(it, byName[it.service], () => { seen.last = null; })));
+      replace(list, items.map((it) => serviceCard(it, byName[it.service], redraw)));
     });
   },
 };

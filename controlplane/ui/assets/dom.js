@@ -88,8 +88,14 @@ function tickCountdowns() {
 }
 
 // table makes a table from header names and rows of cells, wrapped so a
-// narrow screen scrolls it sideways rather than the page.
+// narrow screen scrolls it sideways rather than the page. Each cell of a
+// full row is labelled with its header, for tables that a phone shows as
+// cards (class "cards").
 function table(cls, heads, rows) {
+  for (const tr of rows.flat(Infinity)) {
+    if (tr.children.length !== heads.length) continue;
+    [...tr.children].forEach((td, i) => td.setAttribute('data-label', heads[i]));
+  }
   return h('div', {class: 'scroll'},
     h('table', {class: cls || null},
       h('thead', {}, h('tr', {}, heads.map((x) => h('th', {}, x)))),

@@ -83,5 +83,5 @@ function drawProxies(el, shown, total) {
   }
   const note = shown.length > MAX_ROWS ? `; the first ${MAX_ROWS} are listed, filter to see the others` : '';
   replace(el, h('p', {class: 'muted', id: 'px-count'}, `${shown.length} of ${total} proxies${note}`),
-    table('proxies', ['id', 'service', 'flavor', 'replica', 'revision', 'state', ...TYPES], rows));
+    table('proxies cards', ['id', 'service', 'flavor', 'replica', 'revision', 'state', ...TYPES], rows));
 }

@@ -8,8 +8,10 @@ const AUDIT_NAMES = {
 };
 const AUDIT_KIND = {ok: 'ok', partial: 'warn', missing: 'bad'};
 
-// The view each service card shows: which caller and route.
+// The view each service card shows: which caller and route, and whether
+// its table is open.
 const serviceView = {};
+const openTables = {};
 
 pages.services = {
   title: 'Services',
@@ -61,10 +63,17 @@ function serviceCard(eff, audit, redraw) {
   if (eff.fields.length === 0) {
     card.append(h('p', {class: 'muted'}, 'No policy applies: the translation defaults hold.'));
   } else {
-    card.append(table('effective', ['field', 'value', 'from'], eff.fields.map((f) => h('tr', {'data-field': f.field},
-      h('td', {}, h('code', {}, f.field)),
-      h('td', {class: 'value'}, valueText(f.value)),
-      h('td', {}, h('span', {class: 'policy'}, f.policy), ' ', badge(levelText(f), 'muted'))))));
+    // Open on a wide screen; on a phone the operator opens the one wanted.
+    // The choice outlives the page's redraws.
+    const open = openTables[eff.service] ?? window.innerWidth > 720;
+    const det = h('details', {class: 'effective', open},
+      h('summary', {}, `${eff.fields.length} fields in force`),
+      table('effective cards two', ['field', 'value', 'from'], eff.fields.map((f) => h('tr', {'data-field': f.field},
+        h('td', {}, h('code', {}, f.field)),
+        h('td', {class: 'value'}, valueText(f.value)),
+        h('td', {}, h('span', {class: 'policy'}, f.policy), ' ', badge(levelText(f), 'muted'))))));
+    det.addEventListener('toggle', () => { openTables[eff.service] = det.open; });
+    card.append(det);
   }
   for (const c of eff.conflicts || []) {
     card.append(h('p', {class: 'bad-text'}, `Conflict on ${c.field}: ${c.policies.join(' and ')} (${c.winner} wins)`));

@@ -4,7 +4,7 @@ DATA_DIR  ?= .bulwark/data
 # Packages that start goroutines run under the race detector.
 RACE_PKGS := ./store/... ./controlplane/... ./cmd/...
 
-.PHONY: all build run deps test test-race test-unit bench fleet fmt vet clean
+.PHONY: all build run demo deps test test-race test-unit bench fleet fmt vet clean
 
 all: build
 
@@ -14,6 +14,15 @@ build:
 ## run: a control plane with its embedded etcd, serving the example mesh
 run:
 	$(GO) run ./cmd/bulwark --data-dir $(DATA_DIR) --sync-dir examples/policies
+
+## demo: something to watch: a control plane with its own ports and data
+## (.bulwark/demo), upstreams to make slow, failing or dead, and proxyless
+## gRPC callers with a live readout (docs/demo.md, the README's walkthrough).
+## Ctrl-C stops it. DEMO_ARGS passes flags, e.g. DEMO_ARGS="--rate 100".
+DEMO_ARGS ?=
+demo:
+	$(GO) build -o bin/ ./cmd/bulwark-demo ./cmd/bulwarkctl
+	exec bin/bulwark-demo $(DEMO_ARGS)
 
 ## deps: what the tests need beyond Go: gRPC C-core for the end-to-end tests
 ## with a second xDS client (Debian's python3-grpcio, used by /usr/bin/python3),

@@ -33,6 +33,7 @@ var importRules = []struct {
 	{"controlplane/adminapi", []string{"controlplane/gitops", "controlplane/snapshot"}},
 	{"controlplane/gitops", []string{"store", "controlplane/adminapi", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet"}},
 	{"cmd/bulwarkctl", []string{"store", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi", "controlplane/gitops"}},
+	{"cmd/bulwark-demo", []string{"store", "xds", "controlplane/api", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi", "controlplane/gitops", "controlplane/audit", "controlplane/metrics"}},
 }
 
 // The packages import each other as docs/architecture.md says: no package

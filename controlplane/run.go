@@ -12,6 +12,7 @@
 //	apply      single writes and atomic bundle applies with conflict checks
 //	audit      the resilience checklist
 //	adminapi   the REST API over small interfaces
+//	ui         the web console under /ui/, embedded files over the REST API
 //	gitops     the directory sync, through an applier
 //
 // Only cmd/ imports this package.
@@ -203,7 +204,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		deps.Sync = cp.sync.Status
 	}
 	cp.api = adminapi.New(deps)
-	cp.admin = &http.Server{Handler: cp.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	cp.admin = &http.Server{Handler: withConsole(cp.api.Handler()), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	cp.goLoop(func() { cp.health.watch(ctx, time.Second) })

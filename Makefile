@@ -29,7 +29,8 @@ demo:
 ## Debian's prometheus (the server and promtool: the game-day tests and the
 ## alert rules' unit tests), and grpc-js with grpc-js-xds for a third (test/grpcjs, pinned by its
 ## package-lock.json, installed there with npm ci when node_modules is
-## missing or does not match; Node.js and npm come from apt if absent).
+## missing or does not match; Node.js and npm come from apt if absent), and
+## Debian's chromium for the web console's browser tests (docs/console.md).
 ## Needs root; CI runs it before `make test`. A machine that has them skips
 ## apt and npm.
 deps:
@@ -49,6 +50,7 @@ deps:
 	else \
 		cd test/grpcjs && npm ci --no-audit --no-fund; \
 	fi
+	@command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium fonts-dejavu-core; }
 
 ## test: vet, then every test; the race detector on the packages that start goroutines
 test: deps vet

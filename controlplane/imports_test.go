@@ -23,6 +23,7 @@ var importRules = []struct {
 	{"observability", []string{""}},
 	{"controlplane/api", []string{"store", "controlplane/"}},
 	{"controlplane/metrics", []string{""}},
+	{"controlplane/ui", []string{""}},
 	{"controlplane/xdsserver/seal", []string{"controlplane/", "store"}},
 	{"controlplane/xdsserver/limits", []string{""}},
 	{"controlplane/xdsserver", []string{"store", "controlplane/adminapi", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/gitops", "controlplane/audit"}},

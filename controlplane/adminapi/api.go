@@ -55,6 +55,8 @@ func (s *Server) apiRoutes() []route {
 		route{"GET /v1/history/experiments", RoleViewer, s.experimentHistory}, // design §12's name for the same list
 		route{"GET /v1/audit", RoleViewer, s.serveAudit},
 		route{"GET /v1/recommendations", RoleViewer, s.serveRecommendations},
+		route{"GET /v1/whoami", RoleViewer, s.serveWhoAmI},
+		route{"GET /v1/effective", RoleViewer, s.serveEffective},
 		route{"GET /v1/openapi.json", RoleNone, serveOpenAPI},
 	)
 }

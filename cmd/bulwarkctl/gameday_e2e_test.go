@@ -37,7 +37,7 @@ type gameBackend struct {
 	delay atomic.Pointer[func(n int64) time.Duration]
 	n     atomic.Int64
 	mu    sync.Mutex
-	used  []time.Duration // the delays given, while recording
+	used  []time.Duration // the latencies of the delayed calls, while recording
 	rec   bool
 }
 
@@ -47,17 +47,18 @@ func (b *gameBackend) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) 
 		return nil, status.Error(codes.Unavailable, "backend failing on purpose")
 	}
 	if f := b.delay.Load(); f != nil {
-		d := (*f)(n)
-		b.mu.Lock()
-		if b.rec {
-			b.used = append(b.used, d)
-		}
-		b.mu.Unlock()
+		start := time.Now()
 		select {
-		case <-time.After(d):
+		case <-time.After((*f)(n)):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		// The latency the backend really had, oversleeping included.
+		b.mu.Lock()
+		if b.rec {
+			b.used = append(b.used, time.Since(start))
+		}
+		b.mu.Unlock()
 	}
 	return &testgrpc.SimpleResponse{Hostname: b.addr}, nil
 }
@@ -199,7 +200,7 @@ kind: ResiliencePolicy
 metadata: {name: mesh-default}
 spec:
   target: {service: "*"}
-  timeouts: {request: 3s}
+  timeouts: {request: 5s}
 `, payPort, invPort))
 	r := s.ctl(t, "", "apply", "-f", dir+"/mesh.yaml")
 	require.Equal(t, exitOK, r.code, r.stderr)

@@ -20,7 +20,7 @@ func TestValidateReportsUnknownFieldAndOutOfRangeTogether(t *testing.T) {
 	require.Equal(t, exitFailed, r.code)
 	require.Empty(t, r.stdout)
 	const where = "testdata/invalid/unknown-and-range.yaml: document 0 (ResiliencePolicy payments): "
-	require.Contains(t, r.stderr, where+"spec.timeouts.conect: unknown field (line 9)\n")
+	require.Contains(t, r.stderr, where+"spec.timeouts.conect: unknown field (did you mean \"connect\"?) (line 9)\n")
 	require.Contains(t, r.stderr, where+"spec.retries.attempts: ")
 	require.Contains(t, r.stderr, "2 problems found\n")
 }

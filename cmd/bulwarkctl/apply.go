@@ -49,7 +49,6 @@ func runApply(e *env, args []string) int {
 	prune := fs.Bool("prune", false, "delete what --source applied before and the files no longer declare")
 	source := fs.String("source", "", "recorded on every resource written; with --prune, what may be deleted (e.g. ci, team-payments)")
 	output := outputFlag(fs, "table", "json")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "apply", args, 0, 0); !ok {
 		return code
 	}
@@ -62,7 +61,7 @@ func runApply(e *env, args []string) int {
 	if err := checkOutput(*output, "table", "json"); err != nil {
 		return e.usageError(fs, "apply", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "apply", err.Error())
 	}

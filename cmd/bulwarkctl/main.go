@@ -74,6 +74,8 @@ type env struct {
 	server string
 	// token is the bearer token for the admin API (--token, BULWARK_TOKEN).
 	token string
+	// caFile is a PEM CA for an HTTPS server (--ca-file, BULWARK_CA_FILE).
+	caFile string
 }
 
 func main() {
@@ -110,7 +112,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return c.run(e, rest[1:])
 }
 
-// globalFlags registers --server and --token on fs, with their environment
+// globalFlags registers --server, --token and --ca-file on fs, with their environment
 // defaults. Every subcommand's flag set registers them too, so they may come
 // before or after the command name.
 func (e *env) globalFlags(fs *flag.FlagSet) {
@@ -124,8 +126,12 @@ func (e *env) globalFlags(fs *flag.FlagSet) {
 	if e.token == "" {
 		e.token = os.Getenv("BULWARK_TOKEN")
 	}
+	if e.caFile == "" {
+		e.caFile = os.Getenv("BULWARK_CA_FILE")
+	}
 	fs.StringVar(&e.server, "server", e.server, "admin API base URL (env BULWARK_SERVER)")
 	fs.StringVar(&e.token, "token", e.token, "bearer token for the admin API (env BULWARK_TOKEN)")
+	fs.StringVar(&e.caFile, "ca-file", e.caFile, "PEM CA that signed the server's certificate, for https (env BULWARK_CA_FILE)")
 }
 
 func lookup(name string) *command {
@@ -173,7 +179,7 @@ func (e *env) usageError(fs *flag.FlagSet, name, msg string) int {
 
 func printUsage(w io.Writer) {
 	var b strings.Builder
-	b.WriteString("bulwarkctl manages Bulwark resilience policies.\n\nUsage:\n  bulwarkctl [--server URL] [--token TOKEN] COMMAND [flags]\n")
+	b.WriteString("bulwarkctl manages Bulwark resilience policies.\n\nUsage:\n  bulwarkctl [--server URL] [--token TOKEN] [--ca-file FILE] COMMAND [flags]\n")
 	width := 0
 	for _, c := range commands() {
 		width = max(width, len(c.name))
@@ -194,6 +200,7 @@ func printUsage(w io.Writer) {
 	b.WriteString("\nGlobal flags:\n")
 	fmt.Fprintf(&b, "  --server URL    admin API base URL (default %s, env BULWARK_SERVER)\n", defaultServer)
 	b.WriteString("  --token TOKEN   bearer token for the admin API (env BULWARK_TOKEN)\n")
+	b.WriteString("  --ca-file FILE  PEM CA that signed the server's certificate, for https (env BULWARK_CA_FILE)\n")
 	b.WriteString("\nExit codes: 0 ok, 1 validation error or error finding, 2 usage error, 3 server unreachable.\n")
 	b.WriteString("Run 'bulwarkctl help COMMAND' for a command's flags.\n")
 	io.WriteString(w, b.String())

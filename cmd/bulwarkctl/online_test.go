@@ -48,6 +48,9 @@ func startServer(t *testing.T, tune ...func(*controlplane.Config)) *server {
 	require.NoError(t, cp.Start(ctx))
 	t.Cleanup(func() { cancel(); cp.Stop() })
 	s := &server{cp: cp, etc: etcd, url: "http://" + cp.AdminAddr()}
+	if cfg.TLSCert != "" {
+		return s // the caller waits over https
+	}
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(s.url + "/health/ready")
 		if err != nil {

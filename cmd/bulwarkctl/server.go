@@ -16,14 +16,13 @@ import (
 func runStatus(e *env, args []string) int {
 	fs := e.newFlagSet("status")
 	output := outputFlag(fs, "table", "json")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "status", args, 0, 0); !ok {
 		return code
 	}
 	if err := checkOutput(*output, "table", "json"); err != nil {
 		return e.usageError(fs, "status", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "status", err.Error())
 	}
@@ -78,14 +77,13 @@ func runStatus(e *env, args []string) int {
 func runProxies(e *env, args []string) int {
 	fs := e.newFlagSet("proxies")
 	output := outputFlag(fs, "table", "json")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "proxies", args, 0, 0); !ok {
 		return code
 	}
 	if err := checkOutput(*output, "table", "json"); err != nil {
 		return e.usageError(fs, "proxies", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "proxies", err.Error())
 	}
@@ -132,7 +130,6 @@ func runConfig(e *env, args []string) int {
 	fs := e.newFlagSet("config")
 	service := fs.String("service", "", "the calling service (node.cluster), instead of NODE")
 	flavor := fs.String("flavor", "envoy", "with --service: envoy or grpc")
-	caFile := onlineFlags(fs)
 	pos, code, ok := e.parseArgs(fs, "config", args, 0, 1)
 	if !ok {
 		return code
@@ -149,7 +146,7 @@ func runConfig(e *env, args []string) int {
 	default:
 		return e.usageError(fs, "config", "give a connected proxy's NODE id, or --service S [--flavor envoy|grpc]")
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "config", err.Error())
 	}
@@ -168,14 +165,13 @@ func runAudit(e *env, args []string) int {
 	fs := e.newFlagSet("audit")
 	service := fs.String("service", "", "only this service")
 	output := outputFlag(fs, "table", "json")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "audit", args, 0, 0); !ok {
 		return code
 	}
 	if err := checkOutput(*output, "table", "json"); err != nil {
 		return e.usageError(fs, "audit", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "audit", err.Error())
 	}

@@ -120,3 +120,16 @@ func TestValidateMissingPath(t *testing.T) {
 	require.Equal(t, exitFailed, r.code)
 	require.Contains(t, r.stderr, "no such file or directory")
 }
+
+// Empty input is not a valid bundle: a CI step fed by a pipe that produced
+// nothing must fail.
+func TestValidateEmptyInputFails(t *testing.T) {
+	for _, in := range []string{"", "\n", "# only a comment\n---\n"} {
+		for _, cmd := range []string{"validate", "lint"} {
+			r := bulwarkctl(t, in, cmd, "-f", "-")
+			require.Equal(t, exitFailed, r.code, "%s %q: %s", cmd, in, r.stdout)
+			require.Contains(t, r.stderr, "<stdin>: no resources: the input is empty")
+			require.NotContains(t, r.stdout, "valid")
+		}
+	}
+}

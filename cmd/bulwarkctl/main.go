@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/bulwarkmesh/bulwark/policies"
 )
 
 // Exit codes, the same for every command.
@@ -105,7 +107,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	c := lookup(rest[0])
 	if c == nil {
-		fmt.Fprintf(stderr, "bulwarkctl: unknown command %q\n\n", rest[0])
+		fmt.Fprintf(stderr, "bulwarkctl: unknown command %q%s\n\n", rest[0], suggestCommand(rest[0]))
 		printUsage(stderr)
 		return exitUsage
 	}
@@ -132,6 +134,19 @@ func (e *env) globalFlags(fs *flag.FlagSet) {
 	fs.StringVar(&e.server, "server", e.server, "admin API base URL (env BULWARK_SERVER)")
 	fs.StringVar(&e.token, "token", e.token, "bearer token for the admin API (env BULWARK_TOKEN)")
 	fs.StringVar(&e.caFile, "ca-file", e.caFile, "PEM CA that signed the server's certificate, for https (env BULWARK_CA_FILE)")
+}
+
+// suggestCommand renders the command a mistyped name probably meant, as
+// ` (did you mean "status"?)`, or "".
+func suggestCommand(name string) string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	if c := policies.Closest(name, names); c != "" {
+		return fmt.Sprintf(" (did you mean %q?)", c)
+	}
+	return ""
 }
 
 func lookup(name string) *command {

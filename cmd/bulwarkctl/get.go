@@ -216,6 +216,11 @@ func runDelete(e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stdout, "%s %s %s at revision %d\n", verb, res.Kind, res.Name, res.Revision)
 	printWarnings(e.stderr, res.Warnings)
+	if policies.HasErrors(res.Warnings) {
+		// Done, but it broke something (a fallback that now names nothing):
+		// a script must not carry on as if all were well.
+		return exitFailed
+	}
 	return exitOK
 }
 

@@ -30,15 +30,15 @@ func runStatus(e *env, args []string) int {
 	if err := c.call("GET", "/v1/status", "", nil, &raw); err != nil {
 		return e.fail("status", err)
 	}
+	var st api.StatusReport
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return e.fail("status", err)
+	}
 	if *output == "json" {
 		if err := writeRawJSON(e.stdout, raw); err != nil {
 			return e.fail("status", err)
 		}
-		return exitOK
-	}
-	var st api.StatusReport
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return e.fail("status", err)
+		return statusCode(st)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "revision:\t%d\n", st.Revision)
@@ -70,6 +70,17 @@ func runStatus(e *env, args []string) int {
 		fmt.Fprintf(tw, "problem:\t%s: %s\n", where, p.Message)
 	}
 	tw.Flush()
+	return statusCode(st)
+}
+
+// statusCode is status's exit code: 1 while the replica is not ready or the
+// directory sync fails (the mesh keeps its last good configuration, but
+// something needs a person), so a script or a probe can act on it; 0 when
+// all is well.
+func statusCode(st api.StatusReport) int {
+	if !st.Ready || (st.Sync != nil && !st.Sync.OK) {
+		return exitFailed
+	}
 	return exitOK
 }
 

@@ -30,6 +30,7 @@ var importRules = []struct {
 	{"controlplane/apply", []string{"controlplane/adminapi", "controlplane/gitops", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet"}},
 	{"controlplane/audit", []string{"store", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi"}},
 	{"controlplane/adminapi", []string{"controlplane/gitops", "controlplane/snapshot"}},
+	{"controlplane/writelog", []string{"store", "controlplane/adminapi", "controlplane/gitops", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet"}},
 	{"controlplane/gitops", []string{"store", "controlplane/adminapi", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet"}},
 	{"cmd/bulwarkctl", []string{"store", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi", "controlplane/gitops"}},
 }

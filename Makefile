@@ -4,16 +4,27 @@ DATA_DIR  ?= .bulwark/data
 # Packages that start goroutines run under the race detector.
 RACE_PKGS := ./store/... ./controlplane/... ./cmd/...
 
-.PHONY: all build run deps test test-race test-unit bench fleet fmt vet clean
+.PHONY: all build run install deps test test-race test-unit bench fleet fmt vet clean
 
 all: build
 
 build:
 	$(GO) build -o bin/ ./cmd/...
 
-## run: a control plane with its embedded etcd, serving the example mesh
-run:
-	$(GO) run ./cmd/bulwark --data-dir $(DATA_DIR) --sync-dir examples/policies
+## run: a control plane with its embedded etcd, serving the example mesh.
+## The built binary replaces make's shell (exec), so stopping make by its
+## PID (SIGTERM, Ctrl-C) stops the server and frees its ports; `go run`
+## would leave its child running.
+## RUN_ARGS adds flags, e.g. make run RUN_ARGS="--admin-addr 127.0.0.1:18081".
+RUN_ARGS ?=
+run: build
+	exec bin/bulwark --data-dir $(DATA_DIR) --sync-dir examples/policies $(RUN_ARGS)
+
+## install: bulwark, bulwarkctl and bulwark-fleet into $(GOBIN) (default
+## $(go env GOPATH)/bin), so that a bare `bulwarkctl` works when that is on PATH
+install:
+	$(GO) install ./cmd/...
+	@echo "installed in $$($(GO) env GOBIN | grep . || echo $$($(GO) env GOPATH)/bin)"
 
 ## deps: what the tests need beyond Go: gRPC C-core for the end-to-end tests
 ## with a second xDS client (Debian's python3-grpcio, used by /usr/bin/python3),

@@ -63,3 +63,29 @@ spec:
 	// A deletion that leaves nothing dangling exits 0.
 	require.Equal(t, exitOK, s.ctl(t, "", "delete", "policy", "payments").code)
 }
+
+// history shows who wrote what, newest first; version shows the client's
+// and the server's build.
+func TestHistoryAndVersion(t *testing.T) {
+	s := startServer(t)
+	dir := t.TempDir()
+	writeTestFile(t, dir, "mesh.yaml", cliService)
+	require.Equal(t, exitOK, s.ctl(t, "", "apply", "-f", dir, "--source", "ci").code)
+	require.Equal(t, exitOK, s.ctl(t, "", "delete", "service", "payments").code)
+
+	r := s.ctl(t, "", "history")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 3, r.stdout)
+	require.Regexp(t, `^REVISION\s+TIME\s+WHO\s+OPERATION\s+ACTION\s+KIND\s+NAME\s+BEFORE\s+AFTER$`, lines[0])
+	require.Regexp(t, `^\d+\s+\S+ \S+\s+anonymous\s+delete\s+deleted\s+Service\s+payments\s+\d+\s+-$`, lines[1])
+	require.Regexp(t, `^\d+\s+\S+ \S+\s+anonymous\s+apply --source ci\s+created\s+Service\s+payments\s+-\s+\d+$`, lines[2])
+	require.Len(t, strings.Split(strings.TrimSpace(s.ctl(t, "", "history", "--limit", "1").stdout), "\n"), 2)
+
+	r = s.ctl(t, "", "version")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Regexp(t, `^client: bulwarkctl \S+ \(.*go1\.\d+.*\)\nserver: bulwark \S+ \(.*\) at http://`, r.stdout)
+	r = bulwarkctl(t, "", "--server", "http://127.0.0.1:1", "--version")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "server: unknown (cannot reach the server")
+}

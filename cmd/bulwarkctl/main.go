@@ -64,6 +64,9 @@ func commands() []command {
 		{name: "config", group: groupServer, usage: "config NODE | config --service S [--flavor envoy|grpc]", summary: "print the exact xDS a proxy or a group receives", run: runConfig},
 		{name: "chaos", group: groupServer, usage: "chaos start -f FILE | chaos stop [NAME] | chaos list [--history]", summary: "start, stop (kill switch) and list chaos experiments", run: runChaos},
 		{name: "audit", group: groupServer, usage: "audit [--service S] [-o table|json]", summary: "show the resilience checklist of every service", run: runAudit},
+		{name: "history", group: groupServer, usage: "history [--limit N] [-o table|json]", summary: "show the write history: who changed which resources, when, revisions before and after", run: runHistory},
+		{name: "version", group: groupOther, usage: "version [-o text|json]", summary: "print bulwarkctl's version and the server's", run: runVersion},
+		{name: "completion", group: groupOther, usage: "completion bash|zsh", summary: "print a shell completion script", run: runCompletion},
 		{name: "help", group: groupOther, usage: "help [COMMAND]", summary: "show help for bulwarkctl or one command", run: runHelp},
 	}
 }
@@ -91,6 +94,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bulwarkctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	e.globalFlags(fs)
+	showVersion := fs.Bool("version", false, "print the version")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(stdout)
@@ -101,6 +105,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	rest := fs.Args()
+	if *showVersion {
+		return runVersion(e, rest)
+	}
 	if len(rest) == 0 {
 		printUsage(stderr)
 		return exitUsage

@@ -43,7 +43,6 @@ func service(name string, port int) string {
 	return "apiVersion: bulwark/v1\nkind: Service\nmetadata: {name: " + name + "}\nspec: {port: " + strconv.Itoa(port) + "}\n"
 }
 
-
 // Every write that changed the store is recorded with who, what, when and
 // the revisions before and after; a write that changed nothing, a dry run
 // and a refused write are not.

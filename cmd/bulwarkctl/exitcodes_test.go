@@ -89,3 +89,33 @@ func TestHistoryAndVersion(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, "server: unknown (cannot reach the server")
 }
+
+// render --experiments running shows what the server serves: an experiment
+// of the files that no longer runs there (it ended, or was stopped) is left
+// out, and said so; --experiments none leaves every one out.
+func TestRenderLeavesOutEndedExperiments(t *testing.T) {
+	s := startServer(t)
+	dir := t.TempDir()
+	writeTestFile(t, dir, "mesh.yaml", cliService+"---\n"+cliPolicy+"---\n"+cliExperiment)
+	hasFault := func(args ...string) (bool, result) {
+		r := s.ctl(t, "", append([]string{"render", "-f", dir, "--service", "checkout", "-o", "json"}, args...)...)
+		require.Equal(t, exitOK, r.code, r.stderr)
+		return strings.Contains(r.stdout, `"grpc_status": 14`), r
+	}
+	on, _ := hasFault()
+	require.True(t, on, "by default, as if just applied")
+	on, _ = hasFault("--experiments", "none")
+	require.False(t, on)
+
+	require.Equal(t, exitOK, s.ctl(t, "", "apply", "-f", dir).code)
+	on, r := hasFault("--experiments", "running")
+	require.True(t, on, r.stderr)
+	require.NotContains(t, r.stderr, "left out")
+
+	require.Equal(t, exitOK, s.ctl(t, "", "chaos", "stop").code)
+	on, r = hasFault("--experiments", "running")
+	require.False(t, on)
+	require.Contains(t, r.stderr, "left out experiment payments-503: not running on the server")
+
+	require.Equal(t, exitUsage, s.ctl(t, "", "render", "-f", dir, "--service", "checkout", "--experiments", "some").code)
+}

@@ -67,9 +67,6 @@ func New(inner Applier, st Store, keep int, log *slog.Logger) *Log {
 	return &Log{inner: inner, store: st, keep: keep, log: log.With("component", "writelog"), now: time.Now}
 }
 
-// Keep returns how many records the history keeps.
-func (l *Log) Keep() int { return l.keep }
-
 // ValidateOptions returns the wrapped applier's validation limits.
 func (l *Log) ValidateOptions() policies.ValidateOptions { return l.inner.ValidateOptions() }
 

@@ -30,10 +30,13 @@ install:
 ## with a second xDS client (Debian's python3-grpcio, used by /usr/bin/python3),
 ## and grpc-js with grpc-js-xds for a third (test/grpcjs, pinned by its
 ## package-lock.json, installed there with npm ci when node_modules is
-## missing or does not match; Node.js and npm come from apt if absent).
+## missing or does not match; Node.js and npm come from apt if absent); jq
+## and zsh for the bulwarkctl tests of the documented lint recipe and of the
+## zsh completion script.
 ## Needs root; CI runs it before `make test`. A machine that has them skips
 ## apt and npm.
 deps:
+	@command -v jq >/dev/null && command -v zsh >/dev/null || { apt-get update && apt-get install -y --no-install-recommends jq zsh; }
 	@if /usr/bin/python3 -c 'import grpc' 2>/dev/null; then \
 		echo "python3-grpcio: $$(/usr/bin/python3 -c 'import grpc; print(grpc.__version__)')"; \
 	else \

@@ -48,19 +48,30 @@ func completionCommands(e *env) []completionCommand {
 	var out []completionCommand
 	for _, c := range commands() {
 		cc := completionCommand{name: c.name, summary: c.summary}
-		if c.name != "help" {
+		helps := [][]string{{"-h"}}
+		switch c.name {
+		case "help":
+			helps = nil
+		case "chaos": // the flags of its subcommands
+			helps = [][]string{{"start", "-h"}, {"stop", "-h"}, {"list", "-h"}}
+		}
+		seen := map[string]bool{}
+		for _, h := range helps {
 			var buf bytes.Buffer
 			sub := &env{stdin: e.stdin, stdout: &buf, stderr: io.Discard}
-			c.run(sub, []string{"-h"})
+			c.run(sub, h)
 			for _, m := range flagLine.FindAllStringSubmatch(buf.String(), -1) {
 				dash := "--"
 				if len(m[1]) == 1 {
 					dash = "-" // -f, -o, as the docs write them
 				}
-				cc.flags = append(cc.flags, dash+m[1])
+				if !seen[m[1]] {
+					seen[m[1]] = true
+					cc.flags = append(cc.flags, dash+m[1])
+				}
 			}
-			sort.Strings(cc.flags)
 		}
+		sort.Strings(cc.flags)
 		switch c.name {
 		case "get", "delete":
 			cc.args = []string{"services", "policies", "experiments"}

@@ -15,15 +15,20 @@ import (
 // last one is being completed) and returns what it offers.
 func complete(t *testing.T, script string, words ...string) []string {
 	t.Helper()
-	var quoted []string
-	for _, w := range append([]string{"bulwarkctl"}, words...) {
-		quoted = append(quoted, "'"+w+"'")
-	}
+	quoted := quoteAll(append([]string{"bulwarkctl"}, words...))
 	prog := "source " + script + "\nCOMP_WORDS=(" + strings.Join(quoted, " ") + ")\nCOMP_CWORD=" +
 		strconv.Itoa(len(words)) + "\n_bulwarkctl\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
 	out, err := exec.Command("bash", "-c", prog).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	return strings.Fields(string(out))
+}
+
+func quoteAll(words []string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		out[i] = "'" + w + "'"
+	}
+	return out
 }
 
 // The completion scripts are valid shell and offer the real commands and
@@ -48,6 +53,7 @@ func TestCompletion(t *testing.T) {
 	require.Equal(t, []string{"history"}, complete(t, bash, "--server", "http://x:1", "hist"))
 	require.Subset(t, complete(t, bash, "lint", "-"), []string{"-f", "-o", "--min-severity", "--max-fault-percent", "--server"})
 	require.Subset(t, complete(t, bash, "get", ""), []string{"services", "policies", "experiments"})
+	require.Subset(t, complete(t, bash, "chaos", ""), []string{"start", "stop", "list", "-f", "--history"})
 	require.Subset(t, complete(t, bash, "apply", "--"), []string{"--prune", "--yes", "--dry-run", "--source"})
 	require.Empty(t, complete(t, bash, "validate", "-f", "")) // files: bash's default
 
@@ -57,12 +63,33 @@ func TestCompletion(t *testing.T) {
 		require.Contains(t, r.stdout, "'"+n+":", "zsh lists %s", n)
 	}
 	require.Contains(t, r.stdout, "'--min-severity'")
-	if zsh, err := exec.LookPath("zsh"); err == nil {
-		zf := filepath.Join(dir, "_bulwarkctl")
-		require.NoError(t, os.WriteFile(zf, []byte(r.stdout), 0o644))
-		out, err := exec.Command(zsh, "-n", zf).CombinedOutput()
-		require.NoError(t, err, "zsh -n: %s", out)
+	zsh, err := exec.LookPath("zsh")
+	require.NoError(t, err, "zsh is needed (make deps installs it)")
+	zf := filepath.Join(dir, "_bulwarkctl")
+	require.NoError(t, os.WriteFile(zf, []byte(r.stdout), 0o644))
+	out, err = exec.Command(zsh, "-n", zf).CombinedOutput()
+	require.NoError(t, err, "zsh -n: %s", out)
+	// Run the completion function with zsh's completion builtins replaced by
+	// functions that print what they are given.
+	zcomplete := func(words ...string) []string {
+		prog := "source " + zf + `
+_describe() { print -l -- "${(@P)4}" }
+compadd() { shift; print -l -- "$@" }
+_files() { print FILES }
+words=(bulwarkctl ` + strings.Join(quoteAll(words), " ") + `)
+CURRENT=` + strconv.Itoa(len(words)+1) + `
+_bulwarkctl
+`
+		out, err := exec.Command(zsh, "-f", "-c", prog).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return strings.Split(strings.TrimSpace(string(out)), "\n")
 	}
+	got = zcomplete("")
+	for _, c := range commands() {
+		require.Contains(t, got, c.name+":"+c.summary)
+	}
+	require.Subset(t, zcomplete("lint", "-"), []string{"-f", "-o", "--min-severity", "FILES"})
+	require.Equal(t, []string{"FILES"}, zcomplete("validate", "-f", ""))
 
 	require.Equal(t, exitUsage, bulwarkctl(t, "", "completion", "fish").code)
 }

@@ -95,7 +95,7 @@ func TestReadmeFirstPolicy(t *testing.T) {
 // pass on clean files.
 func TestLintRecipeFails(t *testing.T) {
 	if _, err := exec.LookPath("jq"); err != nil {
-		t.Fatalf("jq is needed by the documented recipe: %v", err)
+		t.Fatalf("jq is needed by the documented recipe (make deps installs it): %v", err)
 	}
 	data, err := os.ReadFile("../../docs/cli.md")
 	require.NoError(t, err)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -56,4 +58,24 @@ func TestMakeRunStopsWithMake(t *testing.T) {
 		}
 		return true
 	}, 30*time.Second, 100*time.Millisecond, "the server outlived make; logs:\n%s", &logs)
+}
+
+// make install puts the three commands where `go install` puts them, so
+// that the docs' bare `bulwarkctl` works once that directory is on PATH.
+func TestMakeInstall(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("make", "-s", "-C", "../..", "install")
+	cmd.Env = append(os.Environ(), "GOBIN="+dir)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "installed in "+dir)
+	for _, bin := range []string{"bulwark", "bulwarkctl", "bulwark-fleet"} {
+		_, err := os.Stat(filepath.Join(dir, bin))
+		require.NoError(t, err, bin)
+	}
+	v := exec.Command("sh", "-c", "bulwarkctl --server http://127.0.0.1:1 version")
+	v.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	out, err = v.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Regexp(t, `^client: bulwarkctl \S+`, string(out))
 }

@@ -25,7 +25,9 @@ func (s *Store) AppendWrite(ctx context.Context, rev int64, record []byte, keep 
 	}
 	dir := s.dir(dirWrites)
 	end := clientv3.GetPrefixRangeEnd(dir)
-	resp, err := s.cli.Get(ctx, dir, clientv3.WithRange(end), clientv3.WithCountOnly())
+	// A serializable count (no quorum round trip): trimming a record late
+	// or early by one is harmless.
+	resp, err := s.cli.Get(ctx, dir, clientv3.WithRange(end), clientv3.WithCountOnly(), clientv3.WithSerializable())
 	if err != nil {
 		return fmt.Errorf("write history: %w", err)
 	}

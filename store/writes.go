@@ -20,17 +20,17 @@ func (s *Store) writeKey(rev int64) string { return fmt.Sprintf("%s%020d", s.dir
 // AppendWrite records the write at store revision rev and deletes the
 // oldest records beyond the newest keep.
 func (s *Store) AppendWrite(ctx context.Context, rev int64, record []byte, keep int) error {
-	if _, err := s.cli.Put(ctx, s.writeKey(rev), string(record)); err != nil {
-		return fmt.Errorf("write history: %w", err)
-	}
 	dir := s.dir(dirWrites)
 	end := clientv3.GetPrefixRangeEnd(dir)
-	// A serializable count (no quorum round trip): trimming a record late
-	// or early by one is harmless.
-	resp, err := s.cli.Get(ctx, dir, clientv3.WithRange(end), clientv3.WithCountOnly(), clientv3.WithSerializable())
+	// The record and a count of the records, in one round trip.
+	txn, err := s.cli.Txn(ctx).Then(
+		clientv3.OpPut(s.writeKey(rev), string(record)),
+		clientv3.OpGet(dir, clientv3.WithRange(end), clientv3.WithCountOnly()),
+	).Commit()
 	if err != nil {
 		return fmt.Errorf("write history: %w", err)
 	}
+	resp := txn.Responses[1].GetResponseRange()
 	excess := resp.Count - int64(keep)
 	if excess <= 0 {
 		return nil

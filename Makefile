@@ -4,16 +4,27 @@ DATA_DIR  ?= .bulwark/data
 # Packages that start goroutines run under the race detector.
 RACE_PKGS := ./store/... ./controlplane/... ./cmd/...
 
-.PHONY: all build run demo deps test test-race test-unit bench fleet fmt vet clean
+.PHONY: all build run install demo deps test test-race test-unit bench fleet fmt vet clean
 
 all: build
 
 build:
 	$(GO) build -o bin/ ./cmd/...
 
-## run: a control plane with its embedded etcd, serving the example mesh
-run:
-	$(GO) run ./cmd/bulwark --data-dir $(DATA_DIR) --sync-dir examples/policies
+## run: a control plane with its embedded etcd, serving the example mesh.
+## The built binary replaces make's shell (exec), so stopping make by its
+## PID (SIGTERM, Ctrl-C) stops the server and frees its ports; `go run`
+## would leave its child running.
+## RUN_ARGS adds flags, e.g. make run RUN_ARGS="--admin-addr 127.0.0.1:18081".
+RUN_ARGS ?=
+run: build
+	exec bin/bulwark --data-dir $(DATA_DIR) --sync-dir examples/policies $(RUN_ARGS)
+
+## install: bulwark, bulwarkctl and bulwark-fleet into $(GOBIN) (default
+## $(go env GOPATH)/bin), so that a bare `bulwarkctl` works when that is on PATH
+install:
+	$(GO) install ./cmd/...
+	@echo "installed in $$($(GO) env GOBIN | grep . || echo $$($(GO) env GOPATH)/bin)"
 
 ## demo: something to watch: a control plane with its own ports and data
 ## (.bulwark/demo), upstreams to make slow, failing or dead, and proxyless
@@ -29,11 +40,14 @@ demo:
 ## Debian's prometheus (the server and promtool: the game-day tests and the
 ## alert rules' unit tests), and grpc-js with grpc-js-xds for a third (test/grpcjs, pinned by its
 ## package-lock.json, installed there with npm ci when node_modules is
-## missing or does not match; Node.js and npm come from apt if absent), and
-## Debian's chromium for the web console's browser tests (docs/console.md).
+## missing or does not match; Node.js and npm come from apt if absent),
+## Debian's chromium for the web console's browser tests (docs/console.md),
+## and jq and zsh for the bulwarkctl tests of the documented lint recipe and
+## of the zsh completion script.
 ## Needs root; CI runs it before `make test`. A machine that has them skips
 ## apt and npm.
 deps:
+	@command -v jq >/dev/null && command -v zsh >/dev/null || { apt-get update && apt-get install -y --no-install-recommends jq zsh; }
 	@if /usr/bin/python3 -c 'import grpc' 2>/dev/null; then \
 		echo "python3-grpcio: $$(/usr/bin/python3 -c 'import grpc; print(grpc.__version__)')"; \
 	else \

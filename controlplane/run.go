@@ -48,6 +48,7 @@ import (
 	"github.com/bulwarkmesh/bulwark/controlplane/prom"
 	"github.com/bulwarkmesh/bulwark/controlplane/recommend"
 	"github.com/bulwarkmesh/bulwark/controlplane/snapshot"
+	"github.com/bulwarkmesh/bulwark/controlplane/writelog"
 	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/store"
@@ -155,7 +156,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 			MaxTxnOps:    embedded.DefaultMaxTxnOps,
 		})
 		if err != nil {
-			return fmt.Errorf("embedded etcd: %w", err)
+			return err // its errors begin with "embedded etcd"
 		}
 		maxOps = embedded.DefaultMaxTxnOps
 		cp.client, err = cp.etcd.Client()
@@ -199,9 +200,12 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		Debounce: cp.cfg.Debounce, MaxDelay: cp.cfg.MaxDelay,
 	})
 	cp.applier = apply.New(cp.store, validate)
+	// Every resource write, from the API or the directory sync, goes
+	// through the write history.
+	writes := writelog.New(cp.applier, cp.store, writelog.DefaultKeep, log)
 
 	if cp.cfg.SyncDir != "" {
-		cp.sync, err = gitops.New(gitops.Config{Dir: cp.cfg.SyncDir, Applier: cp.applier, Revision: cp.builder.Revision, Metrics: cp.metrics, Log: log, Resync: cp.cfg.SyncResync})
+		cp.sync, err = gitops.New(gitops.Config{Dir: cp.cfg.SyncDir, Applier: writes, Revision: cp.builder.Revision, Metrics: cp.metrics, Log: log, Resync: cp.cfg.SyncResync})
 		if err != nil {
 			return err
 		}
@@ -217,7 +221,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		return err
 	}
 	deps := adminapi.Deps{
-		Store: cp.store, Applier: cp.applier, Fleet: fleet.NewView(cp.cfg.Replica, cp.tracker, cp.store),
+		Store: cp.store, Applier: writes, History: writes, Fleet: fleet.NewView(cp.cfg.Replica, cp.tracker, cp.store),
 		Builds: cp.builder, Health: cp.health, Tokens: cp.tokens, Replica: cp.cfg.Replica, Logger: log,
 		Metrics:     promhttp.HandlerFor(cp.metrics.Registry, promhttp.HandlerOpts{}),
 		EnablePprof: cp.cfg.EnablePprof,

@@ -71,6 +71,8 @@ type Health interface {
 type Deps struct {
 	Store   Store
 	Applier Applier
+	// History serves GET /v1/history; nil: the server keeps none.
+	History WriteHistory
 	Fleet   Fleet
 	Builds  Builds
 	Health  Health

@@ -65,6 +65,7 @@ type ControlPlane struct {
 	metrics *metrics.Metrics
 	applier *apply.Applier
 	sync    *gitops.Sync // nil without --sync-dir
+	duties  *duties
 
 	api      *adminapi.Server
 	xds      *xdsserver.Server
@@ -194,6 +195,8 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	if cp.sync != nil {
 		deps.Sync = cp.sync.Status
 	}
+	cp.duties = newDuties(cp.client, cp.store.Prefix(), cp.cfg.Replica, cp.metrics, log)
+	deps.Leaders = cp.duties.Leaders
 	cp.api = adminapi.New(deps)
 	cp.admin = &http.Server{Handler: cp.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -208,7 +211,13 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	})
 	cp.goLoop(func() { cp.sweepGroups(ctx) })
 	if cp.sync != nil {
-		cp.goLoop(func() { cp.sync.Run(ctx) })
+		// One replica at a time applies the directory (see election.go).
+		cp.goLoop(func() {
+			cp.duties.run(ctx, "sync", func(ctx context.Context) {
+				cp.sync.Reset()
+				cp.sync.Run(ctx)
+			})
+		})
 	}
 	cp.goLoop(func() {
 		if err := cp.xds.Serve(cp.xdsLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

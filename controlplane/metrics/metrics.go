@@ -30,7 +30,13 @@ type Metrics struct {
 	SyncFailures  prometheus.Counter
 	SyncOK        prometheus.Gauge
 	Refused       *prometheus.CounterVec
+	// Leader is 1 for each singleton duty this replica holds.
+	Leader *prometheus.GaugeVec
 }
+
+// Duties are the values of bulwark_leader's "duty" label: the work one
+// replica of the fleet does at a time, elected through etcd.
+var Duties = []string{"sync"}
 
 // RefusalReasons are the values of bulwark_xds_refused_total's "reason"
 // label (see controlplane/xdsserver's limits).
@@ -90,8 +96,14 @@ func New(typeLabels ...string) *Metrics {
 	for _, r := range RefusalReasons {
 		m.Refused.WithLabelValues(r)
 	}
+	m.Leader = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bulwark_leader", Help: "1 when this replica holds a singleton duty (elected through etcd), by duty.",
+	}, []string{"duty"})
+	for _, d := range Duties {
+		m.Leader.WithLabelValues(d)
+	}
 	m.Registry.MustRegister(m.Refused, m.Connected, m.Pushes, m.Nacks, m.BuildDuration, m.BuildFailures,
-		m.StoreRevision, m.StoreUp, m.Convergence, m.Groups, m.Snapshots, m.SyncFailures, m.SyncOK,
+		m.StoreRevision, m.StoreUp, m.Convergence, m.Groups, m.Snapshots, m.SyncFailures, m.SyncOK, m.Leader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, f := range []string{"envoy", "grpc"} {
 		m.Connected.WithLabelValues(f)

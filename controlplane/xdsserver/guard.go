@@ -191,14 +191,17 @@ func (g *Cache) forgetLocked(nodeID, typeURL string) {
 }
 
 // Forget drops the rejections that no longer apply: their group has
-// another version of the type, or no snapshot at all.
+// another version of the type. A group with no snapshot here keeps its
+// records: they may be another replica's (see Adopt), waiting for a proxy
+// that moves here, and the version they name is judged when the group is
+// built; their number is bounded by maxRejections.
 func (g *Cache) Forget() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for node, byType := range g.rejected {
 		for t, r := range byType {
 			snap := g.current[r.group]
-			if snap == nil || snap.GetVersion(t) != r.version {
+			if snap != nil && snap.GetVersion(t) != r.version {
 				g.forgetLocked(node, t)
 			}
 		}

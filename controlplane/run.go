@@ -12,6 +12,7 @@
 //	apply      single writes and atomic bundle applies with conflict checks
 //	audit      the resilience checklist
 //	adminapi   the REST API over small interfaces
+//	ui         the web console under /ui/, embedded files over the REST API
 //	gitops     the directory sync, through an applier
 //
 // Only cmd/ imports this package.
@@ -19,6 +20,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -138,9 +141,17 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		cp.client, err = cp.etcd.Client()
 		log.Info("embedded etcd started", "client", cp.etcd.Endpoints(), "data-dir", cp.cfg.DataDir)
 	} else {
+		var etcdTLS *tls.Config
+		if cp.cfg.EtcdCA != "" || cp.cfg.EtcdCert != "" {
+			info := transport.TLSInfo{TrustedCAFile: cp.cfg.EtcdCA, CertFile: cp.cfg.EtcdCert, KeyFile: cp.cfg.EtcdKey}
+			if etcdTLS, err = info.ClientConfig(); err != nil {
+				return fmt.Errorf("etcd TLS: %w", err)
+			}
+		}
 		cp.client, err = clientv3.New(clientv3.Config{
 			Endpoints:   cp.cfg.EtcdEndpoints,
 			DialTimeout: 5 * time.Second,
+			TLS:         etcdTLS,
 			Logger:      nopZap(),
 		})
 	}
@@ -198,7 +209,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	cp.duties = newDuties(cp.client, cp.store.Prefix(), cp.cfg.Replica, cp.metrics, log)
 	deps.Leaders = cp.duties.Leaders
 	cp.api = adminapi.New(deps)
-	cp.admin = &http.Server{Handler: cp.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	cp.admin = &http.Server{Handler: withConsole(cp.api.Handler()), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	cp.goLoop(func() { cp.health.watch(ctx, time.Second) })

@@ -35,7 +35,8 @@ demo:
 	$(GO) build -o bin/ ./cmd/bulwark-demo ./cmd/bulwarkctl
 	exec bin/bulwark-demo $(DEMO_ARGS)
 
-## deps: what the tests need beyond Go: gRPC C-core for the end-to-end tests
+## deps: what the tests need beyond Go: Debian's etcd-server (etcd 3.4, for
+## the test of its leaderless errors), gRPC C-core for the end-to-end tests
 ## with a second xDS client (Debian's python3-grpcio, used by /usr/bin/python3),
 ## Debian's prometheus (the server and promtool: the game-day tests and the
 ## alert rules' unit tests), and grpc-js with grpc-js-xds for a third (test/grpcjs, pinned by its
@@ -59,6 +60,12 @@ deps:
 		apt-get update && apt-get install -y --no-install-recommends prometheus; \
 	fi
 	@command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
+	@# etcd 3.4 as separate processes, for the multi-replica test of its errors (cmd/bulwarkctl).
+	@if /usr/bin/etcd --version 2>/dev/null | grep -q 'etcd Version: 3.4'; then \
+		echo "etcd-server: $$(/usr/bin/etcd --version | head -1)"; \
+	else \
+		apt-get update && apt-get install -y --no-install-recommends etcd-server; \
+	fi
 	@if [ -d test/grpcjs/node_modules ] && (cd test/grpcjs && npm ls --depth=0 >/dev/null 2>&1); then \
 		echo "grpc-js: $$(cd test/grpcjs && npm ls --depth=0 2>/dev/null | grep -o '@grpc/[a-z-]*@[0-9.]*' | tr '\n' ' ')"; \
 	else \

@@ -69,12 +69,14 @@ type ControlPlane struct {
 	loader  *snapshot.Loader
 	health  *health
 	status  *fleet.Writer
+	view    *fleet.View
 	metrics *metrics.Metrics
 	applier *apply.Applier
 	sync    *gitops.Sync        // nil without --sync-dir
 	prom    *prom.Client        // nil without --prometheus-url
 	runner  *experiments.Runner // nil without --prometheus-url
 	queries prom.Templates
+	duties  *duties
 
 	api      *adminapi.Server
 	xds      *xdsserver.Server
@@ -182,11 +184,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	cp.store = store.New(cp.client, store.Options{
 		Prefix: cp.cfg.Prefix, MaxTxnOps: maxOps, Logger: log,
 		// The status lease ended (etcd was away too long): write it all again.
-		OnStatusLost: func(string) {
-			for _, p := range cp.tracker.Proxies() {
-				cp.status.Mark(p.ID)
-			}
-		},
+		OnStatusLost: func(string) { cp.status.MarkAll() },
 	})
 
 	validate := policies.ValidateOptions{MaxExperimentDuration: cp.cfg.MaxExperimentDuration, MaxFaultPercent: cp.cfg.MaxFaultPercent}
@@ -194,6 +192,11 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		stuck: cp.builder.Stuck, stuckAfter: cp.cfg.PublishStuckAfter}
 	cp.status = fleet.NewWriter(cp.store, cp.cfg.Replica, cp.tracker, log)
 	cp.tracker.OnDirty = cp.status.Mark
+	cp.tracker.OnReject = cp.status.MarkRejected
+	cp.view = fleet.NewView(cp.cfg.Replica, cp.tracker, cp.store, func() (bool, string) {
+		up, _, reason := cp.health.StoreState()
+		return up, reason
+	})
 	cp.tracker.OnConnect = func(k xdsserver.GroupKey) { cp.builder.Ensure(ctx, k) }
 	cp.loader = snapshot.NewLoader(snapshot.LoaderConfig{
 		Log: log, Store: cp.store, Builder: cp.builder, Validate: validate,
@@ -221,7 +224,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		return err
 	}
 	deps := adminapi.Deps{
-		Store: cp.store, Applier: writes, History: writes, Fleet: fleet.NewView(cp.cfg.Replica, cp.tracker, cp.store),
+		Store: cp.store, Applier: writes, History: writes, Fleet: cp.view,
 		Builds: cp.builder, Health: cp.health, Tokens: cp.tokens, Replica: cp.cfg.Replica, Logger: log,
 		Metrics:     promhttp.HandlerFor(cp.metrics.Registry, promhttp.HandlerOpts{}),
 		EnablePprof: cp.cfg.EnablePprof,
@@ -240,12 +243,15 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 			return cp.prom.Circuits(ctx, cp.queries, svcs)
 		}
 	}
+	cp.duties = newDuties(cp.client, cp.store.Prefix(), cp.cfg.Replica, cp.metrics, log)
+	deps.Leaders = cp.duties.Leaders
 	cp.api = adminapi.New(deps)
 	cp.admin = &http.Server{Handler: withConsole(cp.api.Handler()), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	cp.goLoop(func() { cp.health.watch(ctx, time.Second) })
-	cp.goLoop(func() { cp.status.Run(ctx, 500*time.Millisecond) })
+	cp.goLoop(func() { cp.status.Run(ctx, fleet.FlushEvery) })
+	cp.goLoop(func() { cp.view.Run(ctx) })
 	cp.goLoop(func() {
 		if err := cp.loader.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error("store loader stopped", "err", err)
@@ -253,7 +259,13 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	})
 	cp.goLoop(func() { cp.sweepGroups(ctx) })
 	if cp.sync != nil {
-		cp.goLoop(func() { cp.sync.Run(ctx) })
+		// One replica at a time applies the directory (see election.go).
+		cp.goLoop(func() {
+			cp.duties.run(ctx, "sync", func(ctx context.Context) {
+				cp.sync.Reset()
+				cp.sync.Run(ctx)
+			})
+		})
 	}
 	if cp.runner != nil {
 		cp.goLoop(func() { cp.runner.Run(ctx) })

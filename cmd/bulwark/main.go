@@ -16,8 +16,8 @@ import (
 	"syscall"
 
 	"github.com/bulwarkmesh/bulwark/controlplane"
-	"github.com/bulwarkmesh/bulwark/controlplane/prom"
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
+	"github.com/bulwarkmesh/bulwark/controlplane/prom"
 )
 
 func main() {

@@ -321,9 +321,12 @@ func TestServerChaosStatusProxiesConfigAudit(t *testing.T) {
 	require.Equal(t, exitOK, s.ctl(t, "", "apply", "-f", dir).code)
 
 	nodeID := connectXDSClient(t, s.cp.XDSAddr(), "checkout", "payments")
+	// Listed, and its group built from the applied mesh (a proxy that
+	// connects right after the apply may first get a build from before it).
 	require.Eventually(t, func() bool {
 		r := s.ctl(t, "", "proxies")
-		return r.code == exitOK && strings.Contains(r.stdout, nodeID)
+		return r.code == exitOK && strings.Contains(r.stdout, nodeID) &&
+			strings.Contains(s.ctl(t, "", "config", nodeID).stdout, "payments")
 	}, 15*time.Second, 100*time.Millisecond)
 	r := s.ctl(t, "", "proxies")
 	require.Regexp(t, `^ID\s+SERVICE\s+FLAVOR\s+REPLICA\s+PROTOCOL\s+REVISION\s+CONVERGED\s+LAST-NACK\n`, r.stdout)

@@ -89,6 +89,10 @@ type rejection struct {
 	// names lists what it had asked for by name in the others.
 	all   bool
 	names map[string]bool
+	// hashes, for a rejection on a delta stream: the content version of
+	// each resource the rejected response carried (see delta.go); the
+	// names are those too.
+	hashes map[string]string
 	// streams that sent the NACK; a request with no version is held only on
 	// those (a new process has nothing to keep).
 	streams map[int64]bool
@@ -124,22 +128,7 @@ func (g *Cache) Groups() *Groups { return g.groups }
 func (g *Cache) Reject(nodeID string, streamID int64, group, typeURL, version string, names []string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	byType := g.rejected[nodeID]
-	if byType == nil {
-		byType = map[string]*rejection{}
-		g.rejected[nodeID] = byType
-	}
-	r := byType[typeURL]
-	if r == nil || r.version != version || r.group != group {
-		if r == nil {
-			g.nRejects++
-		}
-		r = &rejection{group: group, version: version, names: map[string]bool{}, streams: map[int64]bool{}}
-		byType[typeURL] = r
-	}
-	g.seq++
-	r.seq = g.seq
-	r.at = time.Now().UTC()
+	r := g.recordLocked(nodeID, typeURL, group, version, false)
 	if len(names) == 0 || len(r.names)+len(names) > maxRejectedNames {
 		// Every resource, or more names than are worth remembering one by
 		// one: the rejection covers every name, as for a wildcard request.
@@ -153,6 +142,41 @@ func (g *Cache) Reject(nodeID string, streamID int64, group, typeURL, version st
 	if len(r.streams) < maxRejectingStreams {
 		r.streams[streamID] = true
 	}
+	g.boundLocked()
+}
+
+// recordLocked returns the record of what a node rejected of a type, a
+// new one when there is none or it is of another group or (unless
+// keepVersions, for delta rejections, which name content rather than a
+// version) another version; it is the newest and names version. g.mu
+// must be held.
+func (g *Cache) recordLocked(nodeID, typeURL, group, version string, keepVersions bool) *rejection {
+	byType := g.rejected[nodeID]
+	if byType == nil {
+		byType = map[string]*rejection{}
+		g.rejected[nodeID] = byType
+	}
+	r := byType[typeURL]
+	if r == nil || r.group != group || (r.version != version && !keepVersions) {
+		if r == nil {
+			g.nRejects++
+		}
+		r = &rejection{group: group, version: version, names: map[string]bool{}, streams: map[int64]bool{}}
+		byType[typeURL] = r
+	}
+	if r.names == nil && !r.all {
+		r.names = map[string]bool{}
+	}
+	r.version = version
+	g.seq++
+	r.seq = g.seq
+	r.at = time.Now().UTC()
+	return r
+}
+
+// boundLocked forgets the oldest rejections past maxRejections. g.mu must
+// be held.
+func (g *Cache) boundLocked() {
 	for g.nRejects > maxRejections {
 		g.dropOldestLocked()
 	}
@@ -191,7 +215,8 @@ func (g *Cache) forgetLocked(nodeID, typeURL string) {
 }
 
 // Forget drops the rejections that no longer apply: their group has
-// another version of the type. A group with no snapshot here keeps its
+// another version of the type (for a delta rejection: none of the
+// resources rejected with the content rejected). A group with no snapshot here keeps its
 // records: they may be another replica's (see Adopt), waiting for a proxy
 // that moves here, and the version they name is judged when the group is
 // built; their number is bounded by maxRejections.
@@ -201,7 +226,7 @@ func (g *Cache) Forget() {
 	for node, byType := range g.rejected {
 		for t, r := range byType {
 			snap := g.current[r.group]
-			if snap != nil && snap.GetVersion(t) != r.version {
+			if snap != nil && !r.stillRejected(t, snap) {
 				g.forgetLocked(node, t)
 			}
 		}
@@ -300,13 +325,6 @@ func (g *Cache) StreamClosed(streamID int64) {
 	g.owedMu.Lock()
 	delete(g.owedEDS, streamID)
 	g.owedMu.Unlock()
-}
-
-// CreateDeltaWatch waits while a round of snapshots is being published.
-func (g *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
-	g.pub.RLock()
-	defer g.pub.RUnlock()
-	return g.SnapshotCache.CreateDeltaWatch(req, sub, ch)
 }
 
 // Pause holds back new watches until the returned func is called, so that

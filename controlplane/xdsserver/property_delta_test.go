@@ -104,6 +104,11 @@ func (d *deltaClient) randomRequest() {
 	case r < 4: // ACK
 		d.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: dt.nonce})
 	case r < 5: // NACK
+		key := [2]string{d.id, typ}
+		if w.deltaNacks[key] == nil {
+			w.deltaNacks[key] = map[string]string{}
+		}
+		maps.Copy(w.deltaNacks[key], dt.last)
 		d.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: dt.nonce, ErrorDetail: &statuspb.Status{Message: "rejected by the property test"}})
 	case r < 8 && !dt.wildcard: // subscribe to more
 		names := w.randomNames(typ)
@@ -137,7 +142,9 @@ func (d *deltaClient) handle(resp *discoveryv3.DeltaDiscoveryResponse) {
 		return
 	}
 	d.w.logf("%s <- delta %s nonce %s: %d resources, %d removed", d.id, shortType[resp.GetTypeUrl()], resp.GetNonce(), len(resp.GetResources()), len(resp.GetRemovedResources()))
+	dt.last = map[string]string{}
 	for _, r := range resp.GetResources() {
+		dt.last[r.GetName()] = string(r.GetResource().GetValue())
 		if dt.wildcard || dt.names[r.GetName()] {
 			dt.known[r.GetName()] = string(r.GetResource().GetValue())
 			dt.versions[r.GetName()] = r.GetVersion()
@@ -305,14 +312,21 @@ func (w *propWorld) finish() {
 				}
 				watches[d.group]++
 				want := map[string]string{}
+				known := maps.Clone(dt.known)
 				for n, r := range snap.GetResourcesAndTTL(typ) {
 					if dt.wildcard || dt.names[n] {
 						b, err := cachev3.MarshalResource(r.Resource)
 						require.NoError(t, err)
+						if c, ok := w.deltaNacks[[2]string{d.id, typ}][n]; ok && c == string(b) {
+							// Content it rejected: held back from every
+							// stream of it, whatever it has.
+							delete(known, n)
+							continue
+						}
 						want[n] = string(b)
 					}
 				}
-				if !maps.Equal(want, dt.known) {
+				if !maps.Equal(want, known) {
 					why = fmt.Sprintf("%s has %v of %s, the group %v (or other content)", d.id, slices.Sorted(maps.Keys(dt.known)), shortType[typ], slices.Sorted(maps.Keys(want)))
 				}
 			}
@@ -367,6 +381,11 @@ func (w *propWorld) finish() {
 			upper++
 		}
 	}
+	for k, rejected := range w.deltaNacks {
+		if w.deltaStillRejected(k, rejected) {
+			upper++
+		}
+	}
 	got := w.env.cache.Rejections()
 	if got < lower || got > upper {
 		t.Fatalf("after Forget %d rejections remembered; between %d and %d still apply", got, lower, upper)
@@ -390,4 +409,18 @@ func existingNames(w *propWorld, snap *cachev3.Snapshot, typ string) []string {
 		out = append(out, have[w.rng.IntN(len(have))])
 	}
 	return out
+}
+
+// deltaStillRejected reports whether a delta node's group still has one of
+// the resources it rejected, with the content rejected.
+func (w *propWorld) deltaStillRejected(k [2]string, rejected map[string]string) bool {
+	snap := w.groups[w.groupOfNode(k[0])].snap
+	for n, r := range snap.GetResourcesAndTTL(k[1]) {
+		b, err := cachev3.MarshalResource(r.Resource)
+		require.NoError(w.t, err)
+		if c, ok := rejected[n]; ok && c == string(b) {
+			return true
+		}
+	}
+	return false
 }

@@ -107,12 +107,17 @@ func (w *propWorld) groupOfNode(id string) string {
 			return c.group
 		}
 	}
+	for _, d := range w.delta {
+		if d.id == id {
+			return d.group
+		}
+	}
 	return ""
 }
 
 func (w *propWorld) checkRejectionBound() {
-	if n := w.env.cache.Rejections(); n > len(w.latestNack) {
-		w.t.Fatalf("%d rejections remembered, only %d (node, type) pairs NACKed", n, len(w.latestNack))
+	if n := w.env.cache.Rejections(); n > len(w.latestNack)+len(w.deltaNacks) {
+		w.t.Fatalf("%d rejections remembered, only %d (node, type) pairs NACKed", n, len(w.latestNack)+len(w.deltaNacks))
 	}
 }
 

@@ -113,6 +113,9 @@ type propWorld struct {
 	latestNack   map[[2]string]string         // node, type → version of its last NACK
 	everRejected map[[3]string]bool           // node, type, version
 	nackStreams  map[[2]string]map[int]bool
+	// deltaNacks: delta node, type → what the responses it NACKed carried
+	// (name → encoded resource), which no stream of it is sent again.
+	deltaNacks map[[2]string]map[string]string
 
 	streamSeq int
 	tagSeq    int
@@ -191,6 +194,7 @@ type deltaType struct {
 	names    map[string]bool
 	known    map[string]string // name → encoded resource; survives reconnects
 	versions map[string]string // name → version received
+	last     map[string]string // name → encoded resource, of the last response
 	nonce    string
 	unacked  bool // a response arrived after the last request of the type
 }
@@ -213,6 +217,7 @@ func runXDSProperty(t *testing.T, seed uint64, steps int) {
 		snaps: map[int]*cachev3.Snapshot{}, names: map[string][]string{}, groups: map[string]*propGroup{},
 		sent: map[string]int{}, recs: map[[2]string]*propRejection{}, latestNack: map[[2]string]string{},
 		everRejected: map[[3]string]bool{}, nackStreams: map[[2]string]map[int]bool{},
+		deltaNacks: map[[2]string]map[string]string{},
 	}
 	for n := 1; n <= 5; n++ {
 		snap, _, err := seal.NewSnapshot(meshtest.RenderMesh(t, n))

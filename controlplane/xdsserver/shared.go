@@ -1,6 +1,7 @@
 package xdsserver
 
 import (
+	"maps"
 	"sort"
 	"time"
 
@@ -22,6 +23,11 @@ type Rejection struct {
 	Version string   `json:"version"`
 	All     bool     `json:"all,omitempty"`
 	Names   []string `json:"names,omitempty"`
+	// Hashes, for a rejection on a delta stream: the content version of
+	// each resource the rejected response carried (name → version), as
+	// delta streams declare them; a resource with that content is not sent
+	// to the node.
+	Hashes map[string]string `json:"hashes,omitempty"`
 	// Error is the proxy's error detail.
 	Error string    `json:"error,omitempty"`
 	Time  time.Time `json:"time"`
@@ -35,7 +41,7 @@ func (t *Tracker) Rejection(nodeID, typeURL string) (Rejection, bool) {
 	r := g.rejected[nodeID][typeURL]
 	var out Rejection
 	if r != nil {
-		out = Rejection{Node: nodeID, Type: typeURL, Group: r.group, Version: r.version, All: r.all, Error: r.detail, Time: r.at}
+		out = Rejection{Node: nodeID, Type: typeURL, Group: r.group, Version: r.version, All: r.all, Hashes: maps.Clone(r.hashes), Error: r.detail, Time: r.at}
 		for n := range r.names {
 			out.Names = append(out.Names, n)
 		}
@@ -65,33 +71,24 @@ func (t *Tracker) Adopt(rj Rejection) {
 	}
 	g := t.cache
 	g.mu.Lock()
-	byType := g.rejected[rj.Node]
-	if byType == nil {
-		byType = map[string]*rejection{}
-		g.rejected[rj.Node] = byType
-	}
-	r := byType[rj.Type]
-	if r == nil || r.version != rj.Version || r.group != rj.Group {
-		if r == nil {
-			g.nRejects++
-		}
-		r = &rejection{group: rj.Group, version: rj.Version, names: map[string]bool{}, streams: map[int64]bool{}}
-		byType[rj.Type] = r
-	}
-	g.seq++
-	r.seq = g.seq
+	r := g.recordLocked(rj.Node, rj.Type, rj.Group, rj.Version, len(rj.Hashes) > 0)
 	r.detail, r.at = rj.Error, rj.Time
-	if rj.All || len(r.names)+len(rj.Names) > maxRejectedNames {
-		r.all, r.names = true, nil
+	if rj.All || len(r.names)+len(rj.Names) > maxRejectedNames || len(r.hashes)+len(rj.Hashes) > maxRejectedNames {
+		r.all, r.names, r.hashes = true, nil, nil
 	}
 	if !r.all {
 		for _, n := range rj.Names {
 			r.names[n] = true
 		}
+		for n, h := range rj.Hashes {
+			if r.hashes == nil {
+				r.hashes = map[string]string{}
+			}
+			r.hashes[n] = h
+			r.names[n] = true
+		}
 	}
-	for g.nRejects > maxRejections {
-		g.dropOldestLocked()
-	}
+	g.boundLocked()
 	g.mu.Unlock()
 
 	t.mu.Lock()

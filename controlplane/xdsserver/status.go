@@ -256,3 +256,52 @@ func (t *Tracker) Groups() map[string]bool {
 	}
 	return out
 }
+
+// rejectDelta tells the cache what a delta NACK rejected: the resources
+// the response carried, at their content versions.
+func (t *Tracker) rejectDelta(nodeID, typeURL string, sent sentResponse, detail string) {
+	t.mu.Lock()
+	group := ""
+	if p := t.proxies[nodeID]; p != nil {
+		group = p.Group
+	}
+	t.mu.Unlock()
+	t.cache.RejectDelta(nodeID, group, typeURL, sent.version, sent.resources)
+	t.cache.setDetail(nodeID, typeURL, detail)
+	if t.OnReject != nil {
+		t.OnReject(nodeID, typeURL)
+	}
+}
+
+// heldBack reports whether a version of a type sent to a node on a delta
+// stream left out something the node rejected; if so the proxy is
+// rejecting that version (the rejected content is part of it), with the
+// error it gave, and not converged on it.
+func (t *Tracker) heldBack(nodeID, typeURL, version string) bool {
+	t.mu.Lock()
+	p := t.proxies[nodeID]
+	group := ""
+	if p != nil {
+		group = p.Group
+	}
+	t.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	detail, at, held := t.cache.deltaHolds(nodeID, group, typeURL, version)
+	if !held {
+		return false
+	}
+	t.mu.Lock()
+	if p = t.proxies[nodeID]; p != nil {
+		ts := typeStatus(p, typeURL)
+		if ts.LastNack != nil {
+			detail, at = ts.LastNack.Error, ts.LastNack.Time
+		}
+		ts.LastNack = &api.Nack{Version: version, Error: detail, Time: at}
+		t.refreshLocked(p)
+	}
+	t.mu.Unlock()
+	t.dirty(nodeID)
+	return true
+}

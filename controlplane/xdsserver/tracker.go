@@ -32,7 +32,15 @@ type versionInfo struct {
 }
 
 // sentResponse remembers what a stream was sent, to attribute ACKs and NACKs.
-type sentResponse struct{ nonce, version string }
+type sentResponse struct {
+	nonce, version string
+	// resources, on a delta stream: the content version of each resource
+	// the response carried, what a NACK of it rejects.
+	resources map[string]string
+	// held: the delta response left out a resource the node rejected, so
+	// its ACK does not mean the proxy runs the version.
+	held bool
+}
 
 // streamState is one stream's view. go-control-plane calls every callback
 // of a stream from that stream's one goroutine, so its fields need no lock;
@@ -288,9 +296,10 @@ func (t *Tracker) OnStreamResponse(_ context.Context, id int64, req *discoveryv3
 	t.sent(id, req.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
 }
 
-// OnStreamDeltaRequest implements the server callbacks.
-// Delta rejections need no guard: go-control-plane's delta server
-// remembers what it sent, not what was accepted, and does not resend it.
+// OnStreamDeltaRequest implements the server callbacks. A NACK is recorded
+// by the guard as the resources the rejected response carried (see
+// delta.go), so that no stream of the node, here or on another replica, is
+// sent them again.
 func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 	id = deltaID(id)
 	if err := t.check(id, req.GetNode(), req.GetTypeUrl()); err != nil {
@@ -301,9 +310,15 @@ func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscovery
 	if !ok || req.GetResponseNonce() == "" || req.GetResponseNonce() != sent.nonce {
 		return nil
 	}
-	if req.GetErrorDetail() != nil {
+	switch {
+	case req.GetErrorDetail() != nil:
 		t.nack(st.nodeID, req.GetTypeUrl(), sent.version, req.GetErrorDetail().GetMessage())
-	} else {
+		t.rejectDelta(st.nodeID, req.GetTypeUrl(), sent, req.GetErrorDetail().GetMessage())
+	case sent.held:
+		// It accepted what it was sent, not the version: it is still
+		// rejecting what was held back.
+		t.heldBack(st.nodeID, req.GetTypeUrl(), sent.version)
+	default:
 		t.ack(st.nodeID, req.GetTypeUrl(), sent.version)
 	}
 	return nil
@@ -311,7 +326,22 @@ func (t *Tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscovery
 
 // OnStreamDeltaResponse implements the server callbacks.
 func (t *Tracker) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-	t.sent(deltaID(id), req.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+	id = deltaID(id)
+	resources := make(map[string]string, len(resp.GetResources()))
+	for _, r := range resp.GetResources() {
+		resources[r.GetName()] = r.GetVersion()
+	}
+	t.sent(id, req.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+	t.streamsMu.RLock()
+	st := t.streams[id]
+	t.streamsMu.RUnlock()
+	if st == nil {
+		return
+	}
+	s := st.sent[req.GetTypeUrl()]
+	s.resources = resources
+	s.held = t.heldBack(st.nodeID, req.GetTypeUrl(), s.version)
+	st.sent[req.GetTypeUrl()] = s
 }
 
 // OnFetchRequest implements the server callbacks.

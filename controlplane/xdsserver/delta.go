@@ -14,15 +14,19 @@ import (
 // until its content changes. A stream that reconnects, to this replica or
 // another, declares the versions it accepted (initial_resource_versions),
 // and would be sent the rejected resource once more. So a delta rejection
-// is remembered as the content version of each resource the rejected
-// response carried (delta versions are per-resource content hashes, the
-// same on every replica), shared like any rejection, and every delta
-// watch of that node is created as if the stream had those versions: a
-// resource whose content is still what was rejected is not sent, the
-// others are. A rejection recorded from a state-of-the-world stream (a
-// version of the whole type) applies to a delta stream while the group
-// still has that version, for the names it covers, mapped to their
-// content versions in that snapshot.
+// is remembered as the version each resource of the rejected response had
+// on the wire (the hash of its encoding: per resource, the same on every
+// replica), shared like any rejection, and every delta watch of that node
+// is created as if the stream had the resources the group still has with
+// that content, at the versions the snapshot gives them (which decide what
+// a delta watch sends): those are not sent, the others are.
+//
+// A rejection recorded from a state-of-the-world stream (a version of the
+// whole type) applies to a delta stream while the group still has that
+// version, for the names it covers. Both need the group's snapshot on the
+// replica when the watch is created: a proxy's group is built when it
+// connects, before its watches, once the replica has read the store (it
+// is not ready before).
 
 // heldSubscription is a delta subscription whose returned resources
 // include what the node rejected.
@@ -42,7 +46,7 @@ func (s heldSubscription) ReturnedResources() map[string]string { return s.retur
 func (g *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
 	g.pub.RLock()
 	defer g.pub.RUnlock()
-	if returned := sub.ReturnedResources(); len(returned) > 0 {
+	if returned := sub.ReturnedResources(); len(returned) > 0 && g.rejects(req.GetNode().GetId(), req.GetTypeUrl()) {
 		var snap cachev3.ResourceSnapshot
 		if s, err := g.SnapshotCache.GetSnapshot(g.hash.ID(req.GetNode())); err == nil {
 			snap = s
@@ -147,6 +151,9 @@ func (g *Cache) RejectDelta(nodeID, group, typeURL, version string, resources ma
 // then does not run that version, and is rejecting it. When the version
 // is no longer the group's, it reports false (a newer response follows).
 func (g *Cache) deltaHolds(nodeID, group, typeURL, version string) (detail string, at time.Time, held bool) {
+	if !g.rejects(nodeID, typeURL) {
+		return "", time.Time{}, false
+	}
 	var snap cachev3.ResourceSnapshot
 	if s, err := g.SnapshotCache.GetSnapshot(group); err == nil && s.GetVersion(typeURL) == version {
 		snap = s
@@ -163,4 +170,11 @@ func (g *Cache) deltaHolds(nodeID, group, typeURL, version string) (detail strin
 		return "", time.Time{}, false
 	}
 	return r.detail, r.at, len(g.deltaHeldLocked(nodeID, typeURL, snap)) > 0
+}
+
+// rejects reports whether a node rejected something of a type.
+func (g *Cache) rejects(nodeID, typeURL string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rejected[nodeID][typeURL] != nil
 }

@@ -34,6 +34,9 @@ import (
 //
 // Records are dropped once the group's version moves on, by the next
 // request of the node or by Forget, and there are at most maxRejections.
+// Delta streams are guarded by the same records (see delta.go): a delta
+// rejection names the content of the resources rejected, and lasts while
+// the group has one of them with that content.
 type Cache struct {
 	cachev3.SnapshotCache
 

@@ -178,19 +178,27 @@ func (s *Store) watchFrom(ctx context.Context, rev int64, out chan<- Event, rp *
 	return rev, false, progressed, errors.New("watch channel closed")
 }
 
-// toEvent turns etcd events into changes. The revision is the last event's:
-// a watch response's header may run ahead of the events it carries.
+// toEvent turns etcd events into changes. The revision is that of the
+// content: the last event's among those of resource and endpoint keys (a
+// watch response's header may run ahead of the events it carries, and one
+// response may also carry history records written after the content, which
+// must not raise the content revision: every replica gives the same content
+// the same revision). A response of history records alone has the last
+// event's revision and no changes.
 func (s *Store) toEvent(evs []*clientv3.Event) Event {
 	ev := Event{Revision: evs[len(evs)-1].Kv.ModRevision}
+	content := int64(0)
 	for _, e := range evs {
 		key := string(e.Kv.Key)
 		ref, ok := s.parseKey(key)
 		if !ok {
 			if s.inResourceDir(key) && e.Type == mvccpb.PUT {
 				ev.Problems = append(ev.Problems, &ValueError{Key: key, Err: errors.New("malformed key")})
+				content = max(content, e.Kv.ModRevision)
 			}
 			continue
 		}
+		content = max(content, e.Kv.ModRevision)
 		c := Change{Kind: ref.kind, Name: ref.name, Service: ref.service, Instance: ref.instance}
 		if e.Type == mvccpb.PUT {
 			if ref.kind == KindEndpoint {
@@ -213,6 +221,9 @@ func (s *Store) toEvent(evs []*clientv3.Event) Event {
 	}
 	for _, p := range ev.Problems {
 		s.log.Warn("watch: skipping a stored value; consumers keep the last good one", "error", p)
+	}
+	if content > 0 {
+		ev.Revision = content
 	}
 	return ev
 }

@@ -122,10 +122,11 @@ func (r *rejection) stillRejected(typeURL string, snap cachev3.ResourceSnapshot)
 }
 
 // RejectDelta records that a node, on a delta stream, rejected a response
-// of a type (system version version) that carried resources (name →
-// content version) as a member of group. It adds to what the node rejected
-// before in that group: on the stream that rejected it, a resource is not
-// sent again until its content changes, whatever else changes.
+// of a type (system version version) that carried resources (name → the
+// version it had on the wire) as a member of group. It adds to what the
+// node rejected before in that group (per name, the newest content): on
+// the stream that rejected it, a resource is not sent again until its
+// content changes, whatever else changes.
 func (g *Cache) RejectDelta(nodeID, group, typeURL, version string, resources map[string]string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

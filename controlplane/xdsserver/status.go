@@ -258,7 +258,7 @@ func (t *Tracker) Groups() map[string]bool {
 }
 
 // rejectDelta tells the cache what a delta NACK rejected: the resources
-// the response carried, at their content versions.
+// the response carried, at the versions they had on the wire.
 func (t *Tracker) rejectDelta(nodeID, typeURL string, sent sentResponse, detail string) {
 	t.mu.Lock()
 	group := ""

@@ -34,8 +34,9 @@ type versionInfo struct {
 // sentResponse remembers what a stream was sent, to attribute ACKs and NACKs.
 type sentResponse struct {
 	nonce, version string
-	// resources, on a delta stream: the content version of each resource
-	// the response carried, what a NACK of it rejects.
+	// resources, on a delta stream: the version each resource the
+	// response carried had on the wire (the hash of its encoding), what a
+	// NACK of it rejects.
 	resources map[string]string
 	// held: the delta response left out a resource the node rejected, so
 	// its ACK does not mean the proxy runs the version.

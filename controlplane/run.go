@@ -203,6 +203,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 			log.Error("store loader stopped", "err", err)
 		}
 	})
+	cp.goLoop(func() { cp.applier.Run(ctx) })
 	cp.goLoop(func() { cp.sweepGroups(ctx) })
 	if cp.sync != nil {
 		cp.goLoop(func() { cp.sync.Run(ctx) })

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Guardrails for chaos experiments when the server sets none.
@@ -106,6 +108,34 @@ func (v *validator) metadata(m *Metadata) {
 	if m.Revision < 0 {
 		v.add("metadata.revision", "must not be negative (got %d)", m.Revision)
 	}
+	if msg := CheckSource(m.Source); msg != "" {
+		v.add("metadata.source", "%s", msg)
+	}
+}
+
+// MaxSourceLength bounds metadata.source (and the source of an apply): a
+// directory sync's "dir:" and an absolute path fit.
+const MaxSourceLength = 512
+
+// CheckSource returns what is wrong with a source ("dir:/srv/policies",
+// "ci", "team-payments"), or "" when it is fine: at most MaxSourceLength
+// bytes of printable characters, no control characters (newlines, tabs),
+// no surrounding spaces.
+func CheckSource(s string) string {
+	switch {
+	case len(s) > MaxSourceLength:
+		return fmt.Sprintf("must be at most %d bytes (got %d)", MaxSourceLength, len(s))
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	case strings.TrimSpace(s) != s:
+		return fmt.Sprintf("must not start or end with spaces (got %q)", s)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return fmt.Sprintf("must hold printable characters only, no newline, tab or other control character (got %q)", s)
+		}
+	}
+	return ""
 }
 
 // service checks a Service. A service may have neither endpoints nor dns:

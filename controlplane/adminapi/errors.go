@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
@@ -32,6 +33,7 @@ func (s *Server) problemOf(err error) *api.Problem {
 		inv      *apply.InvalidError
 		vs       policies.Violations
 		pc       *apply.PolicyConflictError
+		own      *apply.OwnedError
 		ce       *store.ConflictError
 		maxBytes *http.MaxBytesError
 	)
@@ -46,8 +48,12 @@ func (s *Server) problemOf(err error) *api.Problem {
 		p := api.NewProblem(http.StatusConflict, api.ProblemConflict, pc.Error()+"; give one policy a more specific target, or drop the field from one of them")
 		p.Conflicts = pc.Conflicts
 		return p
+	case errors.As(err, &own):
+		return api.NewProblem(http.StatusConflict, api.ProblemConflict, joinedDetail(err))
+	case errors.Is(err, apply.ErrBusy):
+		return api.NewProblem(http.StatusServiceUnavailable, api.ProblemStoreUnavailable, err.Error())
 	case errors.As(err, &ce):
-		detail := ce.Error()
+		detail := joinedDetail(err)
 		if ce.Expected > 0 {
 			detail += "; read the resource again and retry with its current revision"
 		}
@@ -88,4 +94,17 @@ func storeUnreachable(err error) bool {
 		}
 	}
 	return false
+}
+
+// joinedDetail is the detail of an error that may join several (one per
+// resource of a bundle): each on its own, separated by "; ".
+func joinedDetail(err error) string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts := make([]string, 0, len(j.Unwrap()))
+		for _, e := range j.Unwrap() {
+			parts = append(parts, e.Error())
+		}
+		return strings.Join(parts, "; ")
+	}
+	return err.Error()
 }

@@ -36,6 +36,8 @@ type Change struct {
 	Name string
 	// Service and Instance are set for endpoints.
 	Service, Instance string
+	// Key is the etcd key that changed.
+	Key string
 	// Resource is the new value of a resource, with metadata.revision set; nil on delete.
 	Resource policies.Resource
 	// Endpoint is the new value of an endpoint; nil on delete.
@@ -181,7 +183,7 @@ func (s *Store) toEvent(evs []*clientv3.Event) Event {
 			}
 			continue
 		}
-		c := Change{Kind: ref.kind, Name: ref.name, Service: ref.service, Instance: ref.instance}
+		c := Change{Kind: ref.kind, Name: ref.name, Service: ref.service, Instance: ref.instance, Key: key}
 		if e.Type == mvccpb.PUT {
 			if ref.kind == KindEndpoint {
 				ep, err := decodeEndpoint(key, ref, e.Kv.Value)

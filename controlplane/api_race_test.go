@@ -4,10 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/bulwarkmesh/bulwark/controlplane/adminapi"
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
+	"github.com/bulwarkmesh/bulwark/policies"
 )
 
 // parallel runs f(i) for i in [0, n) at the same time, released together.
@@ -156,4 +163,55 @@ func TestAPIIfMatchCompareAndSwapRace(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, won)
+}
+
+// aliasBomb is a body of about size bytes: one Service whose endpoints are
+// one bad endpoint repeated through a YAML alias, so that every copy fails
+// validation.
+func aliasBomb(size int) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: bulwark/v1\nkind: Service\nmetadata: {name: bomb}\nspec:\n  port: 1\n  endpoints: [&e {address: 'not an address', port: 0}")
+	for b.Len() < size-8 {
+		b.WriteString(", *e")
+	}
+	b.WriteString("]\n")
+	return b.String()
+}
+
+// Validation output is bounded: a 1 MiB body that expands into hundreds of
+// thousands of violations answers with at most 1,000 (and one saying there
+// were more) and a short detail, alone or three at once, as a single PUT or
+// a bundle of many such documents.
+func TestAPIValidationOutputBounded(t *testing.T) {
+	h := newHarness(t)
+	c := h.api("")
+	c.http.Timeout = 2 * time.Minute // the race detector slows validation down
+	bomb := aliasBomb(adminapi.MaxBodyBytes - 1024)
+	var docs strings.Builder
+	for i := 0; docs.Len() < adminapi.MaxBodyBytes-64*1024; i++ {
+		fmt.Fprintf(&docs, "---\n%s", strings.Replace(aliasBomb(60*1024), "name: bomb", fmt.Sprintf("name: bomb-%d", i), 1))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	replies := make([]reply, 4)
+	parallel(4, func(i int) {
+		if i == 3 {
+			replies[i] = c.post("/v1/apply", "application/yaml", docs.String())
+			return
+		}
+		replies[i] = c.putYAML("/v1/services/bomb", bomb)
+	})
+	runtime.ReadMemStats(&after)
+	for i, r := range replies {
+		p := problem(t, r, http.StatusBadRequest)
+		require.LessOrEqual(t, len(p.Violations), policies.MaxViolations+1, "request %d", i)
+		require.Greater(t, len(p.Violations), 100, "request %d reports many of them", i)
+		require.Contains(t, p.Violations[len(p.Violations)-1].Message, "more than 1000 problems")
+		require.LessOrEqual(t, len(p.Detail), api.MaxDetailBytes)
+		require.Less(t, len(r.body), 256*1024, "request %d: a bounded answer", i)
+	}
+	// Memory allocated by the four requests (and anything else running),
+	// before the bound: several gigabytes.
+	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<30))
 }

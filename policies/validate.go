@@ -87,8 +87,23 @@ type validator struct {
 	vs   Violations
 }
 
+// add records a violation; past MaxViolations, one more says there were more.
 func (v *validator) add(field, format string, args ...any) {
-	v.vs = append(v.vs, Violation{Field: field, Message: fmt.Sprintf(format, args...)})
+	switch {
+	case len(v.vs) < MaxViolations:
+		v.vs = append(v.vs, Violation{Field: field, Message: fmt.Sprintf(format, args...)})
+	case len(v.vs) == MaxViolations:
+		v.vs = append(v.vs, moreViolations())
+	}
+}
+
+// Bounded returns at most MaxViolations of vs, and one more saying there
+// were more when it cut.
+func (vs Violations) Bounded() Violations {
+	if len(vs) <= MaxViolations {
+		return vs
+	}
+	return append(vs[:MaxViolations:MaxViolations], moreViolations())
 }
 
 func (v *validator) typeMeta(t TypeMeta, kind string) {
@@ -153,7 +168,9 @@ func (v *validator) service(sp *ServiceSpec, self string) {
 	seen := map[string]int{}
 	for i, ep := range sp.Endpoints {
 		path := fmt.Sprintf("spec.endpoints[%d]", i)
-		v.vs = append(v.vs, ValidateEndpoint(path, ep)...)
+		for _, x := range ValidateEndpoint(path, ep) {
+			v.add(x.Field, "%s", x.Message)
+		}
 		key := net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port))
 		if j, dup := seen[key]; dup {
 			v.add(path, "duplicates spec.endpoints[%d] (%s)", j, key)

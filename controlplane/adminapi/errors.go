@@ -41,9 +41,11 @@ func (s *Server) problemOf(err error) *api.Problem {
 	case errors.As(err, &p):
 		return p
 	case errors.As(err, &inv):
-		return api.Invalid(fmt.Sprintf("%d invalid field(s): %s", len(inv.Violations), inv.Violations.Error()), api.FromViolations("", inv.Violations)...)
+		avs := api.FromViolations("", inv.Violations.Bounded())
+		return api.Invalid(api.Summary(len(inv.Violations), "invalid field(s)", avs), avs...)
 	case errors.As(err, &vs):
-		return api.Invalid(vs.Error(), api.FromViolations("", vs)...)
+		avs := api.FromViolations("", vs.Bounded())
+		return api.Invalid(api.Summary(len(vs), "invalid field(s)", avs), avs...)
 	case errors.As(err, &pc):
 		p := api.NewProblem(http.StatusConflict, api.ProblemConflict, pc.Error()+"; give one policy a more specific target, or drop the field from one of them")
 		p.Conflicts = pc.Conflicts

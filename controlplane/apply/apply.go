@@ -296,6 +296,9 @@ func (a *Applier) checkBundle(rs []policies.Resource) error {
 	var vs policies.Violations
 	seen := map[string]int{}
 	for i, r := range rs {
+		if len(vs) > policies.MaxViolations {
+			break
+		}
 		prefix := fmt.Sprintf("items[%d]", i)
 		if r.GetMeta().Name != "" {
 			prefix = fmt.Sprintf("items[%d] (%s %s)", i, r.GetKind(), r.GetMeta().Name)
@@ -311,7 +314,7 @@ func (a *Applier) checkBundle(rs []policies.Resource) error {
 		seen[key] = i
 	}
 	if len(vs) > 0 {
-		return &InvalidError{Violations: vs}
+		return &InvalidError{Violations: vs.Bounded()}
 	}
 	return nil
 }

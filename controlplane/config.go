@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/bulwarkmesh/bulwark/controlplane/adminapi"
 )
 
 // Config is everything the control plane needs to run. cmd/bulwark fills it
@@ -44,6 +46,9 @@ type Config struct {
 	// PublishStuckAfter is how long a build or publication may run before
 	// readiness fails (publishing is stuck: no proxy gets new config).
 	PublishStuckAfter time.Duration
+	// AdminLimits bound the admin port's connections and request times;
+	// zero fields take adminapi.DefaultLimits.
+	AdminLimits adminapi.Limits
 
 	// MaxExperimentDuration caps ChaosExperiment.spec.duration.
 	MaxExperimentDuration time.Duration

@@ -21,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -128,6 +127,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 			ListenClient: cp.cfg.EmbeddedEtcdListen,
 			ListenPeer:   cp.cfg.EmbeddedEtcdPeer,
 			MaxTxnOps:    embedded.DefaultMaxTxnOps,
+			Logger:       etcdLogger(log),
 		})
 		if err != nil {
 			return fmt.Errorf("embedded etcd: %w", err)
@@ -193,8 +193,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		deps.Sync = cp.sync.Status
 	}
 	cp.api = adminapi.New(deps)
-	cp.admin = &http.Server{Handler: cp.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	cp.admin, cp.adminLis = adminapi.HTTPServer(cp.api.Handler(), cp.adminLis, cp.cfg.AdminLimits, log)
 
 	cp.goLoop(func() { cp.health.watch(ctx, time.Second) })
 	cp.goLoop(func() { cp.status.Run(ctx, 500*time.Millisecond) })

@@ -53,7 +53,7 @@ func (s *Server) problemOf(err error) *api.Problem {
 	case errors.As(err, &own):
 		return api.NewProblem(http.StatusConflict, api.ProblemConflict, joinedDetail(err))
 	case errors.Is(err, apply.ErrBusy):
-		return api.NewProblem(http.StatusServiceUnavailable, api.ProblemStoreUnavailable, err.Error())
+		return api.NewProblem(http.StatusServiceUnavailable, api.ProblemBusy, err.Error())
 	case errors.As(err, &ce):
 		detail := joinedDetail(err)
 		if ce.Expected > 0 {

@@ -45,6 +45,9 @@ const (
 	ProblemUnauthorized     = "unauthorized"
 	ProblemForbidden        = "forbidden"
 	ProblemStoreUnavailable = "store-unavailable"
+	// ProblemBusy: the replica refuses the request for its load (too many
+	// connections, writes that kept losing races); retry later.
+	ProblemBusy = "busy"
 	ProblemInternal         = "internal"
 )
 

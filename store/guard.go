@@ -127,3 +127,12 @@ func (s *Store) guardPlan(p *plan, g Guard) error {
 }
 
 func (s *Store) guardKey(name string) string { return s.dir(dirGuards) + name }
+
+// Revision returns the store's current revision.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Get(ctx, s.opts.Prefix, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	return resp.Header.Revision, nil
+}

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -91,10 +92,13 @@ func (a *Applier) Delete(ctx context.Context, kind, name string, expectRev int64
 	err := a.guarded(ctx, who, false, func(x *view.Index) (plan, error) {
 		old := x.Get(kind, name)
 		if old == nil {
-			if expectRev > 0 {
-				if err := a.checkExpect(ctx, x, kind, name, expectRev, 0); err != nil {
-					return plan{}, err
-				}
+			// The view may lag behind a write of another replica: ask the store.
+			r, err := a.store.Get(ctx, kind, name)
+			switch {
+			case err == nil && r.GetMeta().Revision > x.Revision():
+				return plan{}, &store.StaleError{Revision: r.GetMeta().Revision}
+			case err != nil && !errors.Is(err, store.ErrNotFound):
+				return plan{}, err
 			}
 			return plan{}, fmt.Errorf("%s %q: %w", kind, name, store.ErrNotFound)
 		}

@@ -13,6 +13,8 @@ build:
 
 ## run: a control plane with its embedded etcd, serving the example mesh
 run:
+	@echo "make run: serving examples/policies, kept in sync: edit the files there (the API refuses changes to them without ?force=true)."
+	@echo "make run: this also starts the 10-minute chaos experiment of examples/policies/chaos-payments-503.yaml (10% of the calls to payments that carry the header x-chaos: on fail with 503); stop it at once with: bulwarkctl chaos stop"
 	$(GO) run ./cmd/bulwark --data-dir $(DATA_DIR) --sync-dir examples/policies
 
 ## deps: what the tests need beyond Go: gRPC C-core for the end-to-end tests

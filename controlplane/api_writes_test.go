@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -214,4 +216,29 @@ func TestAPIValidationOutputBounded(t *testing.T) {
 	// Memory allocated by the four requests (and anything else running),
 	// before the bound: several gigabytes.
 	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<30))
+}
+
+// A source, in the body or the query, is bounded and printable.
+func TestAPISourceBounded(t *testing.T) {
+	h := newHarness(t)
+	c := h.api("")
+	p := problem(t, c.post("/v1/apply?source=ci%0Aevil", "application/yaml", paymentsService), http.StatusBadRequest)
+	require.True(t, hasViolation(p, "source"), "%+v", p)
+	p = problem(t, c.post("/v1/apply?source="+strings.Repeat("x", 10_000), "application/yaml", paymentsService), http.StatusBadRequest)
+	require.Contains(t, p.Detail, "at most 512 bytes")
+	body := strings.Replace(paymentsService, "metadata: {name: payments,", "metadata: {source: \"a\\nb\", name: payments,", 1)
+	p = problem(t, c.putYAML("/v1/services/payments", body), http.StatusBadRequest)
+	require.True(t, hasViolation(p, "metadata.source"), "%+v", p)
+	decode[writeReply](t, c.post("/v1/apply?source=team-payments", "application/yaml", paymentsService), http.StatusOK)
+}
+
+// make run says that it also starts the example's 10-minute chaos
+// experiment.
+func TestMakeRunAnnouncesTheExperiment(t *testing.T) {
+	out, err := exec.Command("make", "-s", "-n", "-C", "..", "run").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "10-minute chaos experiment of examples/policies/chaos-payments-503.yaml")
+	exp, err := os.ReadFile("../examples/policies/chaos-payments-503.yaml")
+	require.NoError(t, err)
+	require.Contains(t, string(exp), "duration: 10m", "the announcement matches the example")
 }

@@ -36,10 +36,15 @@ func (x *Index) Neighbourhood(rs ...policies.Resource) *policies.Set {
 			enqueue(name)
 		}
 	}
+	var both []policies.Resource
 	for _, r := range rs {
+		both = append(both, r)
 		if cur := x.Get(r.GetKind(), r.GetMeta().Name); cur != nil {
 			out.Add(cur)
+			both = append(both, cur)
 		}
+	}
+	for _, r := range both {
 		switch v := r.(type) {
 		case *policies.Service:
 			enqueue(v.Metadata.Name)

@@ -71,7 +71,7 @@ type OwnedError struct {
 }
 
 func (e *OwnedError) Error() string {
-	return fmt.Sprintf("%s %s is owned by the directory sync %s, which would revert this change on its next pass; change the file in that directory instead, or repeat the write with force=true to change it until then",
+	return fmt.Sprintf("%s %s is owned by the directory sync %s, which would revert this change on its next pass; change the file in that directory instead, or repeat the write with force=true (bulwarkctl --force) to change it until then",
 		e.Kind, e.Name, e.Source)
 }
 

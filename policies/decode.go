@@ -304,7 +304,9 @@ type budget struct {
 
 // Bounds on the work and the report of one decoding.
 const (
-	maxDecodeSteps = 1 << 20
+	// maxDecodeSteps bounds the YAML values one decoding visits: a 1 MiB body
+	// of real resources holds well under 100,000 (an endpoint is 5).
+	maxDecodeSteps = 1 << 18
 	// MaxViolations bounds the violations reported for one resource, or one
 	// decoded bundle; one more says that there were more.
 	MaxViolations = 1000

@@ -167,6 +167,9 @@ func (v *validator) service(sp *ServiceSpec, self string) {
 	}
 	seen := map[string]int{}
 	for i, ep := range sp.Endpoints {
+		if len(v.vs) > MaxViolations {
+			break // nothing more can be reported
+		}
 		path := fmt.Sprintf("spec.endpoints[%d]", i)
 		for _, x := range ValidateEndpoint(path, ep) {
 			v.add(x.Field, "%s", x.Message)

@@ -16,7 +16,6 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"sync/atomic"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/controlplane/view"
@@ -109,8 +108,8 @@ type Applier struct {
 	opts  policies.ValidateOptions
 	view  *view.View
 	locks locks
-	// lastWrite is the newest revision this applier wrote.
-	lastWrite atomic.Int64
+	// written is what this applier wrote, for its next checks to see.
+	written written
 }
 
 // New returns an applier that writes to st and validates with opts. Until
@@ -160,7 +159,7 @@ func (a *Applier) Apply(ctx context.Context, req Request) (*api.ApplyResult, err
 	}
 	defer a.locks.lock(true)()
 	var res *applyPlan
-	err := a.guarded(ctx, req.Who, req.DryRun, func(x *view.Index) (plan, error) {
+	err := a.guarded(ctx, req.Who, req.DryRun, nil, func(x *view.Index) (plan, error) {
 		var err error
 		res, err = a.planApply(ctx, x, req, ran, sources, expects)
 		if err != nil {

@@ -78,9 +78,12 @@ type plan struct {
 // guarded runs a write: check on the view (try), then one guarded
 // transaction; on a lost race it waits for the view to see the winner and
 // checks again. try runs under the view's read lock and must not keep what
-// it reads.
-func (a *Applier) guarded(ctx context.Context, who string, dryRun bool, try func(x *view.Index) (plan, error)) error {
-	atLeast := a.lastWrite.Load()
+// it reads. names are the write's keys and guards (nil for a bundle): the
+// view must first hold every earlier write of this applier to any of them
+// (a client sees its own writes), and no more, so writes to other targets
+// do not wait for each other.
+func (a *Applier) guarded(ctx context.Context, who string, dryRun bool, names []string, try func(x *view.Index) (plan, error)) error {
+	atLeast := a.written.since(names)
 	for attempt := 1; ; attempt++ {
 		var (
 			p    plan
@@ -97,7 +100,7 @@ func (a *Applier) guarded(ctx context.Context, who string, dryRun bool, try func
 			var rev int64
 			rev, err = a.store.ApplyGuarded(ctx, p.ops, who, store.Guard{Read: read, Names: p.guards, Bundle: p.bundle})
 			if err == nil {
-				a.noteWrite(rev)
+				a.written.note(append(names, p.guards...), names == nil, rev, read)
 				p.finish(rev)
 				return nil
 			}
@@ -115,13 +118,54 @@ func (a *Applier) guarded(ctx context.Context, who string, dryRun bool, try func
 	}
 }
 
-// noteWrite remembers the newest revision this applier wrote, so the next
-// write checks on a view that has it (a client sees its own writes).
-func (a *Applier) noteWrite(rev int64) {
-	for {
-		cur := a.lastWrite.Load()
-		if rev <= cur || a.lastWrite.CompareAndSwap(cur, rev) {
-			return
+// written remembers the revisions this applier wrote, per key and guard.
+type written struct {
+	mu     sync.Mutex
+	byName map[string]int64
+	// last is the newest revision written, bundle the newest of a bundle.
+	last, bundle int64
+}
+
+// maxWritten bounds written.byName; past it, what the view already has is
+// forgotten.
+const maxWritten = 4096
+
+// since returns the revision the view must hold before a write of names
+// checks: the newest earlier write of any of them, or of a bundle; for a
+// bundle (names nil), the newest write of all.
+func (w *written) since(names []string) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if names == nil {
+		return w.last
+	}
+	rev := w.bundle
+	for _, n := range names {
+		rev = max(rev, w.byName[n])
+	}
+	return rev
+}
+
+// note records a write at rev of names (a bundle when isBundle); seen is a
+// revision the view has reached.
+func (w *written) note(names []string, isBundle bool, rev, seen int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.byName == nil {
+		w.byName = map[string]int64{}
+	}
+	w.last = max(w.last, rev)
+	if isBundle {
+		w.bundle = max(w.bundle, rev)
+	}
+	for _, n := range names {
+		w.byName[n] = max(w.byName[n], rev)
+	}
+	if len(w.byName) > maxWritten {
+		for n, r := range w.byName {
+			if r <= seen {
+				delete(w.byName, n)
+			}
 		}
 	}
 }

@@ -30,9 +30,10 @@ func (a *Applier) Put(ctx context.Context, r policies.Resource, expectRev int64,
 	}
 	source := meta.Source
 	meta.Revision = 0
-	defer a.locks.lock(false, append(guardsOf(r), resourceKey(kind, meta.Name))...)()
+	names := append(guardsOf(r), resourceKey(kind, meta.Name))
+	defer a.locks.lock(false, names...)()
 	var res *api.WriteResult[policies.Resource]
-	err := a.guarded(ctx, who, false, func(x *view.Index) (plan, error) {
+	err := a.guarded(ctx, who, false, names, func(x *view.Index) (plan, error) {
 		res = &api.WriteResult[policies.Resource]{Kind: kind, Name: meta.Name}
 		old := x.Get(kind, meta.Name)
 		var oldRev int64
@@ -87,9 +88,10 @@ func (a *Applier) Put(ctx context.Context, r policies.Resource, expectRev int64,
 // policies of equal specificity in conflict is refused, as is one of what a
 // directory sync owns (unless ctx carries WithForce).
 func (a *Applier) Delete(ctx context.Context, kind, name string, expectRev int64, who string) (*api.WriteResult[policies.Resource], error) {
-	defer a.locks.lock(false, resourceKey(kind, name))()
+	names := []string{resourceKey(kind, name)}
+	defer a.locks.lock(false, names...)()
 	var res *api.WriteResult[policies.Resource]
-	err := a.guarded(ctx, who, false, func(x *view.Index) (plan, error) {
+	err := a.guarded(ctx, who, false, names, func(x *view.Index) (plan, error) {
 		old := x.Get(kind, name)
 		if old == nil {
 			// The view may lag behind a write of another replica: ask the store.

@@ -4,7 +4,7 @@ DATA_DIR  ?= .bulwark/data
 # Packages that start goroutines run under the race detector.
 RACE_PKGS := ./store/... ./controlplane/... ./cmd/...
 
-.PHONY: all build run deps test test-race test-unit bench fleet fmt vet clean
+.PHONY: all build run demo deps test test-race test-unit bench fleet fmt vet clean
 
 all: build
 
@@ -17,11 +17,21 @@ run:
 	@echo "make run: this also starts the 10-minute chaos experiment of examples/policies/chaos-payments-503.yaml (10% of the calls to payments that carry the header x-chaos: on fail with 503); stop it at once with: bulwarkctl chaos stop"
 	$(GO) run ./cmd/bulwark --data-dir $(DATA_DIR) --sync-dir examples/policies
 
+## demo: something to watch: a control plane with its own ports and data
+## (.bulwark/demo), upstreams to make slow, failing or dead, and proxyless
+## gRPC callers with a live readout (docs/demo.md, the README's walkthrough).
+## Ctrl-C stops it. DEMO_ARGS passes flags, e.g. DEMO_ARGS="--rate 100".
+DEMO_ARGS ?=
+demo:
+	$(GO) build -o bin/ ./cmd/bulwark-demo ./cmd/bulwarkctl
+	exec bin/bulwark-demo $(DEMO_ARGS)
+
 ## deps: what the tests need beyond Go: gRPC C-core for the end-to-end tests
 ## with a second xDS client (Debian's python3-grpcio, used by /usr/bin/python3),
 ## and grpc-js with grpc-js-xds for a third (test/grpcjs, pinned by its
 ## package-lock.json, installed there with npm ci when node_modules is
-## missing or does not match; Node.js and npm come from apt if absent).
+## missing or does not match; Node.js and npm come from apt if absent), and
+## Debian's chromium for the web console's browser tests (docs/console.md).
 ## Needs root; CI runs it before `make test`. A machine that has them skips
 ## apt and npm.
 deps:
@@ -36,6 +46,7 @@ deps:
 	else \
 		cd test/grpcjs && npm ci --no-audit --no-fund; \
 	fi
+	@command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium fonts-dejavu-core; }
 
 ## test: vet, then every test; the race detector on the packages that start goroutines
 test: deps vet

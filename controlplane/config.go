@@ -20,6 +20,9 @@ type Config struct {
 
 	// EtcdEndpoints lists an external etcd cluster. Empty starts an embedded etcd.
 	EtcdEndpoints []string
+	// EtcdCA verifies the external etcd's server certificates; EtcdCert and
+	// EtcdKey are the client certificate presented to it. All PEM files.
+	EtcdCA, EtcdCert, EtcdKey string
 	// DataDir holds the embedded etcd's data.
 	DataDir string
 	// EmbeddedEtcdListen is the embedded etcd's client address.
@@ -141,6 +144,12 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if (c.EtcdCert == "") != (c.EtcdKey == "") {
+		errs = append(errs, errors.New("--etcd-cert and --etcd-key go together"))
+	}
+	if (c.EtcdCA != "" || c.EtcdCert != "") && len(c.EtcdEndpoints) == 0 {
+		errs = append(errs, errors.New("--etcd-ca, --etcd-cert and --etcd-key need --etcd-endpoints (they are for an external etcd)"))
 	}
 	if c.XDSClientCA != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("--xds-client-ca needs --tls-cert and --tls-key"))

@@ -12,6 +12,7 @@
 //	apply      single writes and atomic bundle applies with conflict checks
 //	audit      the resilience checklist
 //	adminapi   the REST API over small interfaces
+//	ui         the web console under /ui/, embedded files over the REST API
 //	gitops     the directory sync, through an applier
 //
 // Only cmd/ imports this package.
@@ -19,6 +20,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -28,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -136,9 +139,17 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		cp.client, err = cp.etcd.Client()
 		log.Info("embedded etcd started", "client", cp.etcd.Endpoints(), "data-dir", cp.cfg.DataDir)
 	} else {
+		var etcdTLS *tls.Config
+		if cp.cfg.EtcdCA != "" || cp.cfg.EtcdCert != "" {
+			info := transport.TLSInfo{TrustedCAFile: cp.cfg.EtcdCA, CertFile: cp.cfg.EtcdCert, KeyFile: cp.cfg.EtcdKey}
+			if etcdTLS, err = info.ClientConfig(); err != nil {
+				return fmt.Errorf("etcd TLS: %w", err)
+			}
+		}
 		cp.client, err = clientv3.New(clientv3.Config{
 			Endpoints:   cp.cfg.EtcdEndpoints,
 			DialTimeout: 5 * time.Second,
+			TLS:         etcdTLS,
 			Logger:      nopZap(),
 		})
 	}
@@ -193,7 +204,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		deps.Sync = cp.sync.Status
 	}
 	cp.api = adminapi.New(deps)
-	cp.admin, cp.adminLis = adminapi.HTTPServer(cp.api.Handler(), cp.adminLis, cp.cfg.AdminLimits, log)
+	cp.admin, cp.adminLis = adminapi.HTTPServer(withConsole(cp.api.Handler()), cp.adminLis, cp.cfg.AdminLimits, log)
 
 	cp.goLoop(func() { cp.health.watch(ctx, time.Second) })
 	cp.goLoop(func() { cp.status.Run(ctx, 500*time.Millisecond) })

@@ -4,6 +4,7 @@ package deploy
 
 import (
 	"encoding/json"
+	"net/url"
 	"os"
 	"testing"
 
@@ -13,8 +14,20 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"gopkg.in/yaml.v3"
 
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/grpc/xds"
 )
+
+// nopClientConn takes an xDS resolver's updates and drops them.
+type nopClientConn struct{}
+
+func (nopClientConn) UpdateState(resolver.State) error { return nil }
+func (nopClientConn) ReportError(error)                {}
+func (nopClientConn) NewAddress([]resolver.Address)    {}
+func (nopClientConn) ParseServiceConfig(string) *serviceconfig.ParseResult {
+	return &serviceconfig.ParseResult{}
+}
 
 // The Envoy bootstrap decodes strictly into Envoy's Bootstrap message and
 // passes its validation rules.
@@ -40,8 +53,12 @@ func TestEnvoyBootstrapIsValid(t *testing.T) {
 func TestGRPCBootstrapIsValid(t *testing.T) {
 	raw, err := os.ReadFile("grpc-bootstrap.json")
 	require.NoError(t, err)
-	_, err = xds.NewXDSResolverWithConfigForTesting(raw)
+	// The resolver reads the bootstrap when it is built.
+	builder, err := xds.NewXDSResolverWithConfigForTesting(raw)
 	require.NoError(t, err)
+	r, err := builder.Build(resolver.Target{URL: url.URL{Scheme: "xds", Path: "/payments"}}, nopClientConn{}, resolver.BuildOptions{})
+	require.NoError(t, err)
+	r.Close()
 	var b struct {
 		Node struct {
 			Cluster  string            `json:"cluster"`

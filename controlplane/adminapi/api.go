@@ -53,6 +53,8 @@ func (s *Server) apiRoutes() []route {
 		route{"POST /v1/experiments/stop", RoleEditor, s.killSwitch},
 		route{"GET /v1/experiments/history", RoleViewer, s.experimentHistory},
 		route{"GET /v1/audit", RoleViewer, s.serveAudit},
+		route{"GET /v1/whoami", RoleViewer, s.serveWhoAmI},
+		route{"GET /v1/effective", RoleViewer, s.serveEffective},
 		route{"GET /v1/openapi.json", RoleNone, serveOpenAPI},
 	)
 }

@@ -1,6 +1,7 @@
 // Package adminapi is the admin REST API of design §9: resources with
 // compare-and-swap, bundle applies, endpoint self-registration, the chaos
-// kill switch and history, the audit, proxies, status and config, health
+// kill switch and history, the audit, the effective policy with the origin
+// of each field, who a token is, proxies, status and config, health
 // and metrics, with bearer-token roles and problem+json errors, described
 // by the OpenAPI document it serves.
 //

@@ -13,6 +13,7 @@
 //	/v1/endpoints/<service>/<instance>        Endpoint (JSON), leased for its TTL
 //	/v1/status/<replica>/<node>               proxy status of one replica, leased per replica
 //	/v1/history/experiments/<name>/<start>    one record per run of an experiment
+//	/v1/guards/<name>                         empty; its mod revision is when a guarded write last touched it (ApplyGuarded)
 //
 // Values are the resources as JSON, exactly as the API accepts them
 // (apiVersion, kind, metadata, spec, and status for experiments). A

@@ -73,8 +73,14 @@ func (s *Store) ApplyGuarded(ctx context.Context, ops []Op, who string, g Guard)
 	if err := s.guardPlan(p, g); err != nil {
 		return 0, err
 	}
-	if len(p.writes) > s.opts.MaxTxnOps || len(p.checks)+len(p.guards) > s.opts.MaxTxnOps {
-		return 0, s.tooLarge(len(ops), max(len(p.writes), len(p.checks)+len(p.guards)))
+	cmps := len(p.guards)
+	for _, c := range p.checks {
+		if _, ok := c.cmp(); ok {
+			cmps++
+		}
+	}
+	if len(p.writes) > s.opts.MaxTxnOps || cmps > s.opts.MaxTxnOps {
+		return 0, s.tooLarge(len(ops), max(len(p.writes), cmps))
 	}
 	rev, retry, err := s.commit(ctx, p)
 	if err != nil {

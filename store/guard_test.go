@@ -58,3 +58,23 @@ func TestApplyGuarded(t *testing.T) {
 	_, err = e.st.ApplyGuarded(ctx, []Op{{Put: policy(t, "e", "ledger")}}, "", Guard{Read: bundle, Names: []string{"service/ledger"}})
 	require.ErrorAs(t, err, &se)
 }
+
+// A guarded write that changes no resource (it deletes what is already
+// gone) still reaches watchers as an event of its revision, so a consumer
+// waiting to have seen it does not wait for the next unrelated write.
+func TestGuardOnlyWriteIsWatched(t *testing.T) {
+	e := newEnv(t, Options{})
+	ctx := testCtx(t)
+	rev, err := e.st.Revision(ctx)
+	require.NoError(t, err)
+	events := e.st.Watch(ctx, rev)
+	wrote, err := e.st.ApplyGuarded(ctx, []Op{{DeleteKind: policies.KindPolicy, DeleteName: "gone"}}, "", Guard{Read: rev, Names: []string{"service/payments"}})
+	require.NoError(t, err)
+	select {
+	case ev := <-events:
+		require.Equal(t, wrote, ev.Revision)
+		require.Empty(t, ev.Changes)
+	case <-ctx.Done():
+		t.Fatal("no event for the guard-only write")
+	}
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,7 +160,7 @@ func (s *Store) watchFrom(ctx context.Context, rev int64, out chan<- Event, rp *
 		}
 		ev := s.toEvent(resp.Events)
 		rev = ev.Revision
-		if len(ev.Changes) == 0 && len(ev.Problems) == 0 {
+		if len(ev.Changes) == 0 && len(ev.Problems) == 0 && !s.touchesGuards(resp.Events) {
 			continue // only history records changed
 		}
 		rp.observe(ev)
@@ -207,6 +208,19 @@ func (s *Store) toEvent(evs []*clientv3.Event) Event {
 		s.log.Warn("watch: skipping a stored value; consumers keep the last good one", "error", p)
 	}
 	return ev
+}
+
+// touchesGuards reports whether evs change a guard key. A guarded write
+// whose resource changes were no-ops (a deletion of what was already gone)
+// touches only guards; its event, without changes, still tells consumers
+// that they have seen its revision.
+func (s *Store) touchesGuards(evs []*clientv3.Event) bool {
+	for _, e := range evs {
+		if strings.HasPrefix(string(e.Kv.Key), s.dir(dirGuards)) {
+			return true
+		}
+	}
+	return false
 }
 
 func send(ctx context.Context, out chan<- Event, ev Event) bool {

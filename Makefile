@@ -28,7 +28,8 @@ demo:
 
 ## deps: what the tests need beyond Go: gRPC C-core for the end-to-end tests
 ## with a second xDS client (Debian's python3-grpcio, used by /usr/bin/python3),
-## and grpc-js with grpc-js-xds for a third (test/grpcjs, pinned by its
+## Debian's prometheus (the server and promtool: the game-day tests and the
+## alert rules' unit tests), and grpc-js with grpc-js-xds for a third (test/grpcjs, pinned by its
 ## package-lock.json, installed there with npm ci when node_modules is
 ## missing or does not match; Node.js and npm come from apt if absent), and
 ## Debian's chromium for the web console's browser tests (docs/console.md).
@@ -39,6 +40,11 @@ deps:
 		echo "python3-grpcio: $$(/usr/bin/python3 -c 'import grpc; print(grpc.__version__)')"; \
 	else \
 		apt-get update && apt-get install -y --no-install-recommends python3-grpcio; \
+	fi
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then \
+		echo "prometheus: $$(prometheus --version 2>&1 | head -1)"; \
+	else \
+		apt-get update && apt-get install -y --no-install-recommends prometheus; \
 	fi
 	@command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
 	@if [ -d test/grpcjs/node_modules ] && (cd test/grpcjs && npm ls --depth=0 >/dev/null 2>&1); then \

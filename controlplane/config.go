@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/adminapi"
+	"github.com/bulwarkmesh/bulwark/controlplane/prom"
 )
 
 // Config is everything the control plane needs to run. cmd/bulwark fills it
@@ -76,6 +77,15 @@ type Config struct {
 
 	// EnablePprof mounts /debug/pprof on the admin port.
 	EnablePprof bool
+
+	// Prometheus is the data source of steady-state checks and
+	// recommendations; its URL empty turns them off.
+	Prometheus prom.Config
+	// PrometheusQueries is a YAML file of query templates over the defaults.
+	PrometheusQueries string
+	// SteadyStateTick is how often the experiment runner looks for due
+	// evaluations; 0 is experiments.DefaultTick.
+	SteadyStateTick time.Duration
 
 	// Logger receives the control plane's logs.
 	Logger *slog.Logger

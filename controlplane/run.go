@@ -38,10 +38,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/adminapi"
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/controlplane/apply"
+	"github.com/bulwarkmesh/bulwark/controlplane/experiments"
 	"github.com/bulwarkmesh/bulwark/controlplane/fleet"
 	"github.com/bulwarkmesh/bulwark/controlplane/gitops"
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
+	"github.com/bulwarkmesh/bulwark/controlplane/prom"
+	"github.com/bulwarkmesh/bulwark/controlplane/recommend"
 	"github.com/bulwarkmesh/bulwark/controlplane/snapshot"
 	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver"
 	"github.com/bulwarkmesh/bulwark/policies"
@@ -65,7 +69,10 @@ type ControlPlane struct {
 	status  *fleet.Writer
 	metrics *metrics.Metrics
 	applier *apply.Applier
-	sync    *gitops.Sync // nil without --sync-dir
+	sync    *gitops.Sync        // nil without --sync-dir
+	prom    *prom.Client        // nil without --prometheus-url
+	runner  *experiments.Runner // nil without --prometheus-url
+	queries prom.Templates
 
 	api      *adminapi.Server
 	xds      *xdsserver.Server
@@ -93,8 +100,23 @@ func New(cfg Config) (*ControlPlane, error) {
 		return nil, err
 	}
 	cp := &ControlPlane{cfg: cfg, tokens: ts, metrics: metrics.New(xdsserver.TypeLabels()...), cache: xdsserver.NewCache()}
+	cp.queries, err = prom.LoadTemplates(cfg.PrometheusQueries)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Prometheus.URL != "" {
+		if cp.prom, err = prom.New(cfg.Prometheus); err != nil {
+			return nil, err
+		}
+	}
 	cp.tracker = xdsserver.NewTracker(cfg.Replica, cp.cache, cp.metrics, cfg.Logger)
 	cp.builder = snapshot.NewBuilder(cfg.Logger, cp.cache, cp.tracker, cp.metrics)
+	cp.metrics.CountExperiments(func() int {
+		if set, _ := cp.builder.Set(); set != nil {
+			return len(set.Experiments)
+		}
+		return 0
+	})
 	return cp, nil
 }
 
@@ -203,6 +225,17 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	if cp.sync != nil {
 		deps.Sync = cp.sync.Status
 	}
+	if cp.prom != nil {
+		cp.runner = experiments.New(experiments.Config{Store: cp.store, Querier: cp.prom, Log: log, Tick: cp.cfg.SteadyStateTick,
+			Evaluated: func(failed, unknown, aborted bool) {
+				cp.metrics.SteadyStateEvaluated(failed, unknown, aborted, cp.prom.Status().Up)
+			}})
+		deps.SteadyState, deps.Prometheus = cp.runner, cp.prom.Status
+		deps.Recommender = &recommend.Recommender{Q: cp.prom, T: cp.queries}
+		deps.Circuits = func(ctx context.Context, svcs []string) map[string]api.CircuitState {
+			return cp.prom.Circuits(ctx, cp.queries, svcs)
+		}
+	}
 	cp.api = adminapi.New(deps)
 	cp.admin, cp.adminLis = adminapi.HTTPServer(withConsole(cp.api.Handler()), cp.adminLis, cp.cfg.AdminLimits, log)
 
@@ -217,6 +250,9 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	cp.goLoop(func() { cp.sweepGroups(ctx) })
 	if cp.sync != nil {
 		cp.goLoop(func() { cp.sync.Run(ctx) })
+	}
+	if cp.runner != nil {
+		cp.goLoop(func() { cp.runner.Run(ctx) })
 	}
 	cp.goLoop(func() {
 		if err := cp.xds.Serve(cp.xdsLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -236,6 +236,9 @@ type ExperimentSpec struct {
 	Delay      *Delay            `json:"delay,omitempty" yaml:"delay,omitempty"`
 	Duration   *Duration         `json:"duration,omitempty" yaml:"duration,omitempty"`
 	Hypothesis string            `json:"hypothesis,omitempty" yaml:"hypothesis,omitempty"`
+	// SteadyState measures the hypothesis with Prometheus queries: before
+	// the start, every interval while it runs, and for the verdict.
+	SteadyState *SteadyState `json:"steadyState,omitempty" yaml:"steadyState,omitempty"`
 }
 
 // Abort fails a share of calls with an HTTP or gRPC status.
@@ -261,4 +264,8 @@ type ExperimentStatus struct {
 	StoppedBy string `json:"stoppedBy,omitempty" yaml:"stoppedBy,omitempty"`
 	// Outcome is "running", "expired" or "stopped".
 	Outcome string `json:"outcome,omitempty" yaml:"outcome,omitempty"`
+
+	// The steady-state runner's record, for an experiment with
+	// spec.steadyState (steadystate.go).
+	SteadyStateStatus `json:",inline" yaml:",inline"`
 }

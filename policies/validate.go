@@ -291,6 +291,9 @@ func (v *validator) experiment(sp *ExperimentSpec) {
 			v.positive("spec.delay.fixed", &d.Fixed)
 		}
 	}
+	if sp.SteadyState != nil {
+		v.steadyState(sp.SteadyState, sp.Duration)
+	}
 	maxDur := v.opts.MaxExperimentDuration
 	switch {
 	case sp.Duration == nil:

@@ -14,6 +14,7 @@
 //	/v1/status/<replica>/<node>               proxy status of one replica, leased per replica
 //	/v1/history/experiments/<name>/<start>    one record per run of an experiment
 //	/v1/guards/<name>                         empty; its mod revision is when a guarded write last touched it (ApplyGuarded)
+//	/v1/steadystate/<name>/<start>            the steady-state readings and verdict of that run (JSON)
 //
 // Values are the resources as JSON, exactly as the API accepts them
 // (apiVersion, kind, metadata, spec, and status for experiments). A

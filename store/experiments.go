@@ -111,6 +111,15 @@ func (s *Store) History(ctx context.Context) ([]*policies.ChaosExperiment, error
 	if err != nil {
 		return nil, fmt.Errorf("experiment history: %w", err)
 	}
+	steady, err := s.steadyRecords(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("experiment history: %w", err)
+	}
+	for _, e := range out {
+		if k, err := s.steadyKey(e.Metadata.Name, e.Status.StartedAt); err == nil {
+			attachSteady(e, steady[strings.TrimPrefix(k, s.dir(dirSteady))])
+		}
+	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i].Status.StartedAt, out[j].Status.StartedAt
 		ta, _ := time.Parse(time.RFC3339Nano, a)

@@ -145,7 +145,16 @@ func (s *Store) Get(ctx context.Context, kind, name string) (policies.Resource, 
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("%s %q: %w", kind, name, ErrNotFound)
 	}
-	return s.decodeResource(resp.Kvs[0].Key, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	r, err := s.decodeResource(resp.Kvs[0].Key, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	if e, ok := r.(*policies.ChaosExperiment); ok && err == nil && e.Status != nil {
+		// A running experiment shows its steady-state readings so far.
+		st, serr := s.SteadyState(ctx, name, e.Status.StartedAt)
+		if serr != nil {
+			return nil, serr
+		}
+		attachSteady(e, st)
+	}
+	return r, err
 }
 
 // List reads every resource of a kind, sorted by name, with the store

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/bulwarkmesh/bulwark/controlplane"
+	"github.com/bulwarkmesh/bulwark/controlplane/prom"
 )
 
 func main() {
@@ -82,6 +83,13 @@ func parseFlags(args []string, stderr io.Writer) (controlplane.Config, string, s
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key for --tls-cert")
 	fs.StringVar(&cfg.XDSClientCA, "xds-client-ca", "", "CA that must have signed xDS clients' certificates (mTLS)")
 	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "serve /debug/pprof on the admin port")
+	fs.StringVar(&cfg.Prometheus.URL, "prometheus-url", "", "Prometheus for steady-state checks and recommendations, such as http://127.0.0.1:9090; empty turns them off")
+	fs.StringVar(&cfg.Prometheus.TokenFile, "prometheus-token-file", "", "file holding a bearer token for --prometheus-url")
+	fs.StringVar(&cfg.Prometheus.CAFile, "prometheus-ca", "", "CA that signed the certificate of an https --prometheus-url")
+	fs.StringVar(&cfg.Prometheus.CertFile, "prometheus-cert", "", "client certificate for --prometheus-url (mTLS)")
+	fs.StringVar(&cfg.Prometheus.KeyFile, "prometheus-key", "", "key for --prometheus-cert")
+	fs.DurationVar(&cfg.Prometheus.Timeout, "prometheus-timeout", prom.DefaultTimeout, "bound on each Prometheus query")
+	fs.StringVar(&cfg.PrometheusQueries, "prometheus-queries", "", "YAML file of query templates over the Envoy and gRPC defaults (docs/prometheus.md)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	if err := fs.Parse(args); err != nil {

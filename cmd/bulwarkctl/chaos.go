@@ -23,6 +23,9 @@ func runChaos(e *env, args []string) int {
 		printCommandUsage(w, "chaos", nil)
 		fmt.Fprint(w, "\nSubcommands:\n"+
 			"  start -f FILE          start the experiments of FILE (each runs for its spec.duration)\n"+
+			"  run -f FILE [--wait] [--force]\n"+
+			"                         start one experiment; --wait streams its steady-state readings and\n"+
+			"                         exits 0 when its hypothesis held, 1 when it failed or was aborted\n"+
 			"  stop [NAME]            stop one experiment, or every running one (the kill switch)\n"+
 			"  list [--history]       the running experiments, or every recorded run\n")
 		return code
@@ -30,12 +33,14 @@ func runChaos(e *env, args []string) int {
 	switch args[0] {
 	case "start":
 		return chaosStart(e, args[1:])
+	case "run":
+		return chaosRun(e, args[1:])
 	case "stop":
 		return chaosStop(e, args[1:])
 	case "list":
 		return chaosList(e, args[1:])
 	}
-	fmt.Fprintf(e.stderr, "bulwarkctl chaos: unknown subcommand %q: use start, stop or list\n", args[0])
+	fmt.Fprintf(e.stderr, "bulwarkctl chaos: unknown subcommand %q: use start, run, stop or list\n", args[0])
 	return exitUsage
 }
 
@@ -177,7 +182,7 @@ func chaosList(e *env, args []string) int {
 	}
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTARGET\tFAULT\tOUTCOME\tSTARTED\tENDED\tSTARTED-BY\tSTOPPED-BY")
+	fmt.Fprintln(tw, "NAME\tTARGET\tFAULT\tOUTCOME\tVERDICT\tSTARTED\tENDED\tSTARTED-BY\tSTOPPED-BY")
 	for _, r := range rs {
 		x := r.(*policies.ChaosExperiment)
 		st := x.Status
@@ -188,7 +193,7 @@ func chaosList(e *env, args []string) int {
 		if ended == "" {
 			ended = "ends " + st.EndsAt
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Metadata.Name, targetString(x.Spec.Target), faultString(x.Spec), orDash(st.Outcome), orDash(st.StartedAt), ended, orDash(st.StartedBy), orDash(st.StoppedBy))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Metadata.Name, targetString(x.Spec.Target), faultString(x.Spec), orDash(st.Outcome), orDash(st.Verdict), orDash(st.StartedAt), ended, orDash(st.StartedBy), orDash(st.StoppedBy))
 	}
 	tw.Flush()
 	e.stdout.Write(buf.Bytes())

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/prom"
+	"github.com/bulwarkmesh/bulwark/controlplane/recommend"
 	"github.com/bulwarkmesh/bulwark/policies"
 )
 
@@ -25,6 +29,8 @@ func runLint(e *env, args []string) int {
 	output := fs.String("o", "table", "output format: table or json")
 	minSeverity := fs.String("min-severity", string(policies.SeverityInfo), "show findings of this severity and above: info, warning or error")
 	guardrails := guardrailFlags(fs)
+	promURL := fs.String("prometheus-url", "", "also lint the request timeouts against the latency this Prometheus observed (below the p99, or far above it)")
+	promWindow := fs.Duration("prometheus-window", time.Hour, "how far back --prometheus-url looks")
 	if code, ok := e.parse(fs, "lint", args); !ok {
 		return code
 	}
@@ -48,6 +54,14 @@ func runLint(e *env, args []string) int {
 		return exitFailed
 	}
 	all := policies.Lint(b.set())
+	if *promURL != "" {
+		obs, err := observedFindings(*promURL, b.set(), *promWindow)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "bulwarkctl lint: %v\n", err)
+			return exitUnreachable
+		}
+		all = append(all, obs...)
+	}
 	var shown []policies.Finding
 	for _, f := range all {
 		if severityRank[f.Severity] >= minRank {
@@ -115,4 +129,21 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// observedFindings lints the set's request timeouts against what the
+// Prometheus at url observed, with the server's default query templates.
+func observedFindings(url string, set *policies.Set, window time.Duration) ([]policies.Finding, error) {
+	c, err := prom.New(prom.Config{URL: url})
+	if err != nil {
+		return nil, err
+	}
+	r := &recommend.Recommender{Q: c, T: prom.DefaultTemplates()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := r.Report(ctx, set, "", window)
+	if err != nil {
+		return nil, err
+	}
+	return rep.Findings, nil
 }

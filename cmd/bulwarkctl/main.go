@@ -51,7 +51,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "validate", group: groupOffline, usage: "validate -f PATH", summary: "check policy files: strict decoding, field validation, duplicate names, conflicts", run: runValidate},
-		{name: "lint", group: groupOffline, usage: "lint -f PATH [-o table|json] [--min-severity info|warning|error]", summary: "report settings that are legal but probably wrong", run: runLint},
+		{name: "lint", group: groupOffline, usage: "lint -f PATH [-o table|json] [--min-severity info|warning|error] [--prometheus-url URL]", summary: "report settings that are legal but probably wrong", run: runLint},
 		{name: "render", group: groupOffline, usage: "render -f PATH --service S [--flavor envoy|grpc] [-o yaml|json]", summary: "print the xDS the proxies of service S would receive", run: runRender},
 		{name: "apply", group: groupServer, usage: "apply -f PATH [--dry-run] [--prune --source S] [-o table|json]", summary: "write policy files to the server in one atomic apply", run: runApply},
 		{name: "diff", group: groupServer, usage: "diff -f PATH [--prune --source S] [--exit-code]", summary: "show how the server's resources differ from the files, as a unified diff", run: runDiff},
@@ -60,7 +60,8 @@ func commands() []command {
 		{name: "status", group: groupServer, usage: "status [-o table|json]", summary: "show the revision, readiness, rollout and directory sync", run: runStatus},
 		{name: "proxies", group: groupServer, usage: "proxies [-o table|json]", summary: "list connected proxies with their versions and NACKs", run: runProxies},
 		{name: "config", group: groupServer, usage: "config NODE | config --service S [--flavor envoy|grpc]", summary: "print the exact xDS a proxy or a group receives", run: runConfig},
-		{name: "chaos", group: groupServer, usage: "chaos start -f FILE | chaos stop [NAME] | chaos list [--history]", summary: "start, stop (kill switch) and list chaos experiments", run: runChaos},
+		{name: "chaos", group: groupServer, usage: "chaos start -f FILE | chaos run -f FILE [--wait] | chaos stop [NAME] | chaos list [--history]", summary: "start, run to a verdict, stop (kill switch) and list chaos experiments", run: runChaos},
+		{name: "recommend", group: groupServer, usage: "recommend [--service S] [--window 1h] [-o table|yaml|json]", summary: "timeouts recommended from the latency Prometheus observed; -o yaml as policies to apply", run: runRecommend},
 		{name: "audit", group: groupServer, usage: "audit [--service S] [-o table|json]", summary: "show the resilience checklist of every service", run: runAudit},
 		{name: "help", group: groupOther, usage: "help [COMMAND]", summary: "show help for bulwarkctl or one command", run: runHelp},
 	}

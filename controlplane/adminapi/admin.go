@@ -27,6 +27,7 @@ type Store interface {
 	RegisterEndpoint(ctx context.Context, service, instance string, ep policies.Endpoint, ttl time.Duration) (int64, error)
 	KeepAliveEndpoint(ctx context.Context, service, instance string) (time.Duration, error)
 	DeregisterEndpoint(ctx context.Context, service, instance string) (int64, error)
+	PutSteadyState(ctx context.Context, name, startedAt string, st *policies.SteadyStateStatus) error
 	ListEndpoints(ctx context.Context, service string) ([]store.RegisteredEndpoint, int64, error)
 }
 
@@ -84,6 +85,13 @@ type Deps struct {
 	Logger  *slog.Logger
 	// EnablePprof mounts /debug/pprof (editors only).
 	EnablePprof bool
+	// SteadyState evaluates experiments before they start; Prometheus
+	// reports the data source. Both nil without --prometheus-url.
+	SteadyState SteadyState
+	Recommender Recommender
+	Prometheus  func() api.PrometheusStatus
+	// Circuits reads the circuit state of services from Prometheus.
+	Circuits func(ctx context.Context, services []string) map[string]api.CircuitState
 }
 
 // Server is the admin API of one replica.
@@ -149,6 +157,9 @@ func (s *Server) Status(ctx context.Context) api.StatusReport {
 	if s.Sync != nil {
 		st := s.Sync()
 		rep.Sync = &st
+	}
+	if s.Prometheus != nil {
+		rep.Prometheus = s.Prometheus()
 	}
 	return rep
 }

@@ -52,7 +52,9 @@ func (s *Server) apiRoutes() []route {
 		route{"DELETE /v1/services/{service}/endpoints/{instance}", RoleEditor, s.deregisterEndpoint},
 		route{"POST /v1/experiments/stop", RoleEditor, s.killSwitch},
 		route{"GET /v1/experiments/history", RoleViewer, s.experimentHistory},
+		route{"GET /v1/history/experiments", RoleViewer, s.experimentHistory}, // design §12's name for the same list
 		route{"GET /v1/audit", RoleViewer, s.serveAudit},
+		route{"GET /v1/recommendations", RoleViewer, s.serveRecommendations},
 		route{"GET /v1/whoami", RoleViewer, s.serveWhoAmI},
 		route{"GET /v1/effective", RoleViewer, s.serveEffective},
 		route{"GET /v1/openapi.json", RoleNone, serveOpenAPI},

@@ -65,5 +65,7 @@ func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) {
 		s.sendError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, audit.Report(set, rev, hist, service, time.Now()))
+	rep := audit.Report(set, rev, hist, service, time.Now())
+	s.addCircuits(r.Context(), set, rep)
+	writeJSON(w, http.StatusOK, rep)
 }

@@ -66,6 +66,10 @@ func (s *Server) putResource(kind string) http.HandlerFunc {
 		if err == nil {
 			err = checkReserved([]policies.Resource{res})
 		}
+		var gate *preStart
+		if err == nil {
+			gate, err = s.steadyGate(r, res)
+		}
 		expect, herr := ifMatch(r)
 		if err == nil {
 			err = herr
@@ -87,6 +91,9 @@ func (s *Server) putResource(kind string) http.HandlerFunc {
 		if err != nil {
 			s.sendError(w, r, err)
 			return
+		}
+		if out.Action == api.ActionCreated {
+			s.recordPreStart(ctx, gate, res)
 		}
 		code := http.StatusOK
 		if out.Action == api.ActionCreated {
@@ -166,6 +173,20 @@ func (s *Server) serveApply(w http.ResponseWriter, r *http.Request) {
 			api.Violation{Field: "source", Message: "required with prune=true"}))
 		return
 	}
+	var gates []*preStart
+	for _, res := range rs {
+		if dry {
+			break
+		}
+		g, err := s.steadyGate(r, res)
+		if err != nil {
+			s.sendError(w, r, err)
+			return
+		}
+		if g != nil {
+			gates = append(gates, g)
+		}
+	}
 	ctx, cancel := s.storeCtx(r)
 	defer cancel()
 	res, err := s.Applier.Apply(ctx, apply.Request{Resources: rs, Source: source, Prune: prune, DryRun: dry, Force: force, Who: callerOf(r.Context())})
@@ -173,6 +194,7 @@ func (s *Server) serveApply(w http.ResponseWriter, r *http.Request) {
 		s.sendError(w, r, err)
 		return
 	}
+	s.recordPreStarts(ctx, gates, rs)
 	if res.Warnings == nil {
 		res.Warnings = []policies.Finding{}
 	}

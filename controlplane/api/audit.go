@@ -37,6 +37,8 @@ type ServiceAudit struct {
 	Passed  int          `json:"passed"`
 	Total   int          `json:"total"`
 	Checks  []AuditCheck `json:"checks"`
+	// Circuit is the service's circuit state as Prometheus sees it.
+	Circuit *CircuitState `json:"circuit,omitempty"`
 }
 
 // AuditCheck is one item of the checklist: whether calls to the service
@@ -51,4 +53,23 @@ type AuditCheck struct {
 	// callers that no source-scoped policy names).
 	MissingFor []string `json:"missingFor,omitempty"`
 	Fix        string   `json:"fix,omitempty"`
+}
+
+// CircuitState is what Prometheus shows of a service's circuit now, summed
+// over its callers' proxies: hosts ejected by outlier detection, healthy
+// hosts, whether the fallback serves (a fallback is configured and no host
+// is healthy), and retry and retry-overflow rates. A field is absent when
+// no metric tells it (proxyless gRPC exports no ejection or host counts).
+type CircuitState struct {
+	// Known is false without a Prometheus, or when it did not answer; Reason says why.
+	Known  bool   `json:"known"`
+	Reason string `json:"reason,omitempty"`
+
+	HostsEjected       *float64 `json:"hostsEjected,omitempty"`
+	HealthyHosts       *float64 `json:"healthyHosts,omitempty"`
+	FallbackConfigured bool     `json:"fallbackConfigured"`
+	FallbackServing    *bool    `json:"fallbackServing,omitempty"`
+	// Per second over the last 5 minutes.
+	RetryRate         *float64 `json:"retryRate,omitempty"`
+	RetryOverflowRate *float64 `json:"retryOverflowRate,omitempty"`
 }

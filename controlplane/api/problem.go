@@ -21,6 +21,9 @@ type Problem struct {
 	Violations []Violation `json:"violations,omitempty"`
 	// Conflicts names the policies of a refused write's conflicts.
 	Conflicts []policies.Conflict `json:"conflicts,omitempty"`
+	// Readings are the pre-start steady-state readings of an experiment
+	// refused because the system was not steady.
+	Readings []policies.Reading `json:"readings,omitempty"`
 }
 
 // Violation is one problem with the input, located by field path.
@@ -40,6 +43,9 @@ const (
 	ProblemNotFound         = "not-found"
 	ProblemMethodNotAllowed = "method-not-allowed"
 	ProblemConflict         = "conflict"
+	ProblemNotSteady        = "not-steady"
+	ProblemPrometheusOff    = "prometheus-off"
+	ProblemPrometheusDown   = "prometheus-down"
 	ProblemTooLarge         = "too-large"
 	ProblemMediaType        = "unsupported-media-type"
 	ProblemUnauthorized     = "unauthorized"

@@ -16,6 +16,9 @@ type StatusReport struct {
 	Rollout  Rollout        `json:"rollout"`
 	Problems []BuildProblem `json:"problems,omitempty"`
 	Sync     *SyncStatus    `json:"sync,omitempty"`
+	// Prometheus is the state of the data source of steady-state checks
+	// and recommendations.
+	Prometheus PrometheusStatus `json:"prometheus"`
 }
 
 // Rollout summarises how far the current revision has reached.
@@ -99,4 +102,18 @@ type Nack struct {
 	Version string    `json:"version"`
 	Error   string    `json:"error"`
 	Time    time.Time `json:"time"`
+}
+
+// PrometheusStatus is the state of the Prometheus data source
+// (--prometheus-url): whether its last query got an answer, and the last
+// error. Without --prometheus-url, Configured is false and everything that
+// needs it is off.
+type PrometheusStatus struct {
+	Configured  bool   `json:"configured"`
+	URL         string `json:"url,omitempty"`
+	Up          bool   `json:"up"`
+	LastSuccess string `json:"lastSuccess,omitempty"`
+	LastFailure string `json:"lastFailure,omitempty"`
+	Failures    int    `json:"failures,omitempty"`
+	Error       string `json:"error,omitempty"`
 }

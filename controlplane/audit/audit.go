@@ -170,7 +170,7 @@ func auditCalls(set *policies.Set, svc string) []api.AuditCheck {
 func auditChaos(set *policies.Set, hist []*policies.ChaosExperiment, svc string, now time.Time) api.AuditCheck {
 	c := api.AuditCheck{Item: api.AuditChaos}
 	var latest time.Time
-	var latestName string
+	var latestName, latestVerdict string
 	seen := map[string]bool{}
 	consider := func(e *policies.ChaosExperiment) {
 		if e.Spec.Target.Service != svc || e.Status == nil {
@@ -185,7 +185,7 @@ func auditChaos(set *policies.Set, hist []*policies.ChaosExperiment, svc string,
 			c.ProvidedBy = append(c.ProvidedBy, e.Metadata.Name)
 		}
 		if started.After(latest) {
-			latest, latestName = started, e.Metadata.Name
+			latest, latestName, latestVerdict = started, e.Metadata.Name, e.Status.Verdict
 		}
 	}
 	for _, e := range hist {
@@ -198,11 +198,17 @@ func auditChaos(set *policies.Set, hist []*policies.ChaosExperiment, svc string,
 	if latestName == "" {
 		c.Status = api.AuditMissing
 		c.Detail = fmt.Sprintf("no chaos experiment on %s in the last %d days: its resilience is untested", svc, int(api.AuditWindow.Hours()/24))
-		c.Fix = fmt.Sprintf("run a game day: bulwarkctl chaos start -f with a ChaosExperiment targeting %s (abort or delay a small percent for a few minutes)", svc)
+		c.Fix = fmt.Sprintf("run a game day: bulwarkctl chaos start -f (or chaos run --wait -f, with a steadyState hypothesis) with a ChaosExperiment targeting %s (abort or delay a small percent for a few minutes)", svc)
 		return c
 	}
 	c.Status = api.AuditOK
 	c.Detail = fmt.Sprintf("last experiment %s started %s", latestName, latest.UTC().Format(time.RFC3339))
+	if latestVerdict != "" {
+		c.Detail += "; its hypothesis: " + latestVerdict
+	}
+	if latestVerdict == policies.VerdictFailed || latestVerdict == policies.VerdictAborted {
+		c.Fix = fmt.Sprintf("the last game day on %s broke its hypothesis: see its readings (bulwarkctl chaos list --history -o yaml) and the runbook experiment-breached-hypothesis", svc)
+	}
 	return c
 }
 

@@ -224,3 +224,27 @@ func TestReportOfOneServiceAndTheWindow(t *testing.T) {
 	}
 	require.Empty(t, audit.Report(set, 1, hist, "nowhere", now).Services)
 }
+
+// The chaos check says how the last game day's hypothesis fared, and a
+// broken one points at its readings.
+func TestReportSaysTheLastVerdict(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	rs, err := policies.DecodeAll([]byte(mesh))
+	require.NoError(t, err)
+	set := policies.NewSet(rs...)
+	held := experiment("payments-held", "payments", now.Add(-2*time.Hour))
+	held.Status.Verdict = policies.VerdictHeld
+	broke := experiment("payments-broke", "payments", now.Add(-time.Hour))
+	broke.Status.Verdict = policies.VerdictAborted
+	chaos := func(hist ...*policies.ChaosExperiment) api.AuditCheck {
+		cs := audit.Report(set, 1, hist, "payments", now).Services[0].Checks
+		return cs[len(cs)-1]
+	}
+	c := chaos(held)
+	require.Contains(t, c.Detail, "its hypothesis: held")
+	require.Empty(t, c.Fix)
+	c = chaos(held, broke)
+	require.Contains(t, c.Detail, "payments-broke")
+	require.Contains(t, c.Detail, "its hypothesis: aborted")
+	require.Contains(t, c.Fix, "experiment-breached-hypothesis")
+}

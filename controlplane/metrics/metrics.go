@@ -30,7 +30,16 @@ type Metrics struct {
 	SyncFailures  prometheus.Counter
 	SyncOK        prometheus.Gauge
 	Refused       *prometheus.CounterVec
+
+	// The steady-state runner (with --prometheus-url).
+	SteadyEvaluations  *prometheus.CounterVec
+	ExperimentsAborted prometheus.Counter
+	PrometheusUp       prometheus.Gauge
 }
+
+// SteadyResults are the values of bulwark_steadystate_evaluations_total's
+// "result" label.
+var SteadyResults = []string{"ok", "failed", "unknown"}
 
 // RefusalReasons are the values of bulwark_xds_refused_total's "reason"
 // label (see controlplane/xdsserver's limits).
@@ -90,6 +99,19 @@ func New(typeLabels ...string) *Metrics {
 	for _, r := range RefusalReasons {
 		m.Refused.WithLabelValues(r)
 	}
+	m.SteadyEvaluations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bulwark_steadystate_evaluations_total", Help: "Steady-state evaluations of running experiments, by result (failed: a check out of bounds; unknown: a check could not be read).",
+	}, []string{"result"})
+	for _, r := range SteadyResults {
+		m.SteadyEvaluations.WithLabelValues(r)
+	}
+	m.ExperimentsAborted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "bulwark_experiments_aborted_total", Help: "Experiments stopped because their steady-state hypothesis failed.",
+	})
+	m.PrometheusUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "bulwark_prometheus_up", Help: "1 when the last query to the Prometheus of --prometheus-url got an answer, 0 when not (and without --prometheus-url).",
+	})
+	m.Registry.MustRegister(m.SteadyEvaluations, m.ExperimentsAborted, m.PrometheusUp)
 	m.Registry.MustRegister(m.Refused, m.Connected, m.Pushes, m.Nacks, m.BuildDuration, m.BuildFailures,
 		m.StoreRevision, m.StoreUp, m.Convergence, m.Groups, m.Snapshots, m.SyncFailures, m.SyncOK,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -107,4 +129,32 @@ func New(typeLabels ...string) *Metrics {
 		m.Snapshots.WithLabelValues(changed)
 	}
 	return m
+}
+
+// SteadyStateEvaluated counts one steady-state evaluation.
+func (m *Metrics) SteadyStateEvaluated(failed, unknown, aborted, prometheusUp bool) {
+	switch {
+	case failed:
+		m.SteadyEvaluations.WithLabelValues("failed").Inc()
+	case unknown:
+		m.SteadyEvaluations.WithLabelValues("unknown").Inc()
+	default:
+		m.SteadyEvaluations.WithLabelValues("ok").Inc()
+	}
+	if aborted {
+		m.ExperimentsAborted.Inc()
+	}
+	if prometheusUp {
+		m.PrometheusUp.Set(1)
+	} else {
+		m.PrometheusUp.Set(0)
+	}
+}
+
+// CountExperiments exports bulwark_experiments_running, read from count
+// at each scrape (the dashboard's annotation of running experiments).
+func (m *Metrics) CountExperiments(count func() int) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "bulwark_experiments_running", Help: "Chaos experiments running, as of the last build.",
+	}, func() float64 { return float64(count()) }))
 }

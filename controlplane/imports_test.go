@@ -36,6 +36,7 @@ var importRules = []struct {
 	{"controlplane/experiments", []string{"controlplane/adminapi", "controlplane/gitops", "controlplane/snapshot", "controlplane/xdsserver", "controlplane/apply", "controlplane/fleet", "controlplane/audit"}},
 	{"controlplane/recommend", []string{"store", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi", "controlplane/gitops", "controlplane/audit", "controlplane/experiments"}},
 	{"controlplane/adminapi", []string{"controlplane/gitops", "controlplane/snapshot"}},
+	{"controlplane/writelog", []string{"store", "controlplane/adminapi", "controlplane/gitops", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet"}},
 	{"controlplane/gitops", []string{"store", "controlplane/adminapi", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet"}},
 	{"cmd/bulwarkctl", []string{"store", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi", "controlplane/gitops"}},
 	{"cmd/bulwark-demo", []string{"store", "xds", "controlplane/api", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi", "controlplane/gitops", "controlplane/audit", "controlplane/metrics"}},

@@ -47,6 +47,7 @@ import (
 	"github.com/bulwarkmesh/bulwark/controlplane/prom"
 	"github.com/bulwarkmesh/bulwark/controlplane/recommend"
 	"github.com/bulwarkmesh/bulwark/controlplane/snapshot"
+	"github.com/bulwarkmesh/bulwark/controlplane/writelog"
 	"github.com/bulwarkmesh/bulwark/controlplane/xdsserver"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/store"
@@ -67,12 +68,14 @@ type ControlPlane struct {
 	loader  *snapshot.Loader
 	health  *health
 	status  *fleet.Writer
+	view    *fleet.View
 	metrics *metrics.Metrics
 	applier *apply.Applier
 	sync    *gitops.Sync        // nil without --sync-dir
 	prom    *prom.Client        // nil without --prometheus-url
 	runner  *experiments.Runner // nil without --prometheus-url
 	queries prom.Templates
+	duties  *duties
 
 	api      *adminapi.Server
 	xds      *xdsserver.Server
@@ -155,7 +158,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 			Logger:       etcdLogger(log),
 		})
 		if err != nil {
-			return fmt.Errorf("embedded etcd: %w", err)
+			return err // its errors begin with "embedded etcd"
 		}
 		maxOps = embedded.DefaultMaxTxnOps
 		cp.client, err = cp.etcd.Client()
@@ -181,11 +184,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	cp.store = store.New(cp.client, store.Options{
 		Prefix: cp.cfg.Prefix, MaxTxnOps: maxOps, Logger: log,
 		// The status lease ended (etcd was away too long): write it all again.
-		OnStatusLost: func(string) {
-			for _, p := range cp.tracker.Proxies() {
-				cp.status.Mark(p.ID)
-			}
-		},
+		OnStatusLost: func(string) { cp.status.MarkAll() },
 	})
 
 	validate := policies.ValidateOptions{MaxExperimentDuration: cp.cfg.MaxExperimentDuration, MaxFaultPercent: cp.cfg.MaxFaultPercent}
@@ -193,15 +192,23 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		stuck: cp.builder.Stuck, stuckAfter: cp.cfg.PublishStuckAfter}
 	cp.status = fleet.NewWriter(cp.store, cp.cfg.Replica, cp.tracker, log)
 	cp.tracker.OnDirty = cp.status.Mark
+	cp.tracker.OnReject = cp.status.MarkRejected
+	cp.view = fleet.NewView(cp.cfg.Replica, cp.tracker, cp.store, func() (bool, string) {
+		up, _, reason := cp.health.StoreState()
+		return up, reason
+	})
 	cp.tracker.OnConnect = func(k xdsserver.GroupKey) { cp.builder.Ensure(ctx, k) }
 	cp.loader = snapshot.NewLoader(snapshot.LoaderConfig{
 		Log: log, Store: cp.store, Builder: cp.builder, Validate: validate,
 		Debounce: cp.cfg.Debounce, MaxDelay: cp.cfg.MaxDelay,
 	})
 	cp.applier = apply.New(cp.store, validate)
+	// Every resource write, from the API or the directory sync, goes
+	// through the write history.
+	writes := writelog.New(cp.applier, cp.store, writelog.DefaultKeep, log)
 
 	if cp.cfg.SyncDir != "" {
-		cp.sync, err = gitops.New(gitops.Config{Dir: cp.cfg.SyncDir, Applier: cp.applier, Revision: cp.builder.Revision, Metrics: cp.metrics, Log: log, Resync: cp.cfg.SyncResync})
+		cp.sync, err = gitops.New(gitops.Config{Dir: cp.cfg.SyncDir, Applier: writes, Revision: cp.builder.Revision, Metrics: cp.metrics, Log: log, Resync: cp.cfg.SyncResync})
 		if err != nil {
 			return err
 		}
@@ -217,7 +224,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 		return err
 	}
 	deps := adminapi.Deps{
-		Store: cp.store, Applier: cp.applier, Fleet: fleet.NewView(cp.cfg.Replica, cp.tracker, cp.store),
+		Store: cp.store, Applier: writes, History: writes, Fleet: cp.view,
 		Builds: cp.builder, Health: cp.health, Tokens: cp.tokens, Replica: cp.cfg.Replica, Logger: log,
 		Metrics:     promhttp.HandlerFor(cp.metrics.Registry, promhttp.HandlerOpts{}),
 		EnablePprof: cp.cfg.EnablePprof,
@@ -236,11 +243,14 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 			return cp.prom.Circuits(ctx, cp.queries, svcs)
 		}
 	}
+	cp.duties = newDuties(cp.client, cp.store.Prefix(), cp.cfg.Replica, cp.metrics, log)
+	deps.Leaders = cp.duties.Leaders
 	cp.api = adminapi.New(deps)
 	cp.admin, cp.adminLis = adminapi.HTTPServer(withConsole(cp.api.Handler()), cp.adminLis, cp.cfg.AdminLimits, log)
 
 	cp.goLoop(func() { cp.health.watch(ctx, time.Second) })
-	cp.goLoop(func() { cp.status.Run(ctx, 500*time.Millisecond) })
+	cp.goLoop(func() { cp.status.Run(ctx, fleet.FlushEvery) })
+	cp.goLoop(func() { cp.view.Run(ctx) })
 	cp.goLoop(func() {
 		if err := cp.loader.Run(ctx); err != nil && ctx.Err() == nil {
 			log.Error("store loader stopped", "err", err)
@@ -249,7 +259,13 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	cp.goLoop(func() { cp.applier.Run(ctx) })
 	cp.goLoop(func() { cp.sweepGroups(ctx) })
 	if cp.sync != nil {
-		cp.goLoop(func() { cp.sync.Run(ctx) })
+		// One replica at a time applies the directory (see election.go).
+		cp.goLoop(func() {
+			cp.duties.run(ctx, "sync", func(ctx context.Context) {
+				cp.sync.Reset()
+				cp.sync.Run(ctx)
+			})
+		})
 	}
 	if cp.runner != nil {
 		cp.goLoop(func() { cp.runner.Run(ctx) })

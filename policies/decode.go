@@ -132,7 +132,7 @@ func DecodeAll(data []byte) ([]Resource, error) {
 			break
 		}
 		if err != nil {
-			errs = append(errs, &DocumentError{Index: idx, Violations: Violations{{Message: "malformed YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}})
+			errs = append(errs, &DocumentError{Index: idx, Violations: Violations{syntaxViolation(err)}})
 			break // the parser cannot resynchronise after a syntax error
 		}
 		if len(doc.Content) == 0 || isNull(doc.Content[0]) {
@@ -504,12 +504,14 @@ func (ft *fieldTable) lookup(name string, stored bool) (jsonField, bool) {
 	return ft.list[i], true
 }
 
-// suggest names a known field that differs from the unknown one only in case.
+// suggest names the known field an unknown one probably meant: the same
+// but for case, or a small edit away (attemps → attempts).
 func (ft *fieldTable) suggest(name string, stored bool) string {
+	names := make([]string, 0, len(ft.list))
 	for _, f := range ft.list {
-		if strings.EqualFold(f.name, name) && (stored || !f.serverOwned) {
-			return fmt.Sprintf(" (did you mean %q?)", f.name)
+		if stored || !f.serverOwned {
+			names = append(names, f.name)
 		}
 	}
-	return ""
+	return didYouMean(name, names)
 }

@@ -67,10 +67,10 @@ spec:
 	require.Equal(t, DecodeErrors{{Index: 0, Kind: KindPolicy, Name: "payments", Violations: Violations{
 		{Field: "spec.timeouts.request", Message: `must be a duration string such as "250ms" or "3s"`, Line: 6},
 		{Field: "spec.retries.attempts", Message: "must be an integer", Line: 8},
-		{Field: "spec.retries.backof", Message: "unknown field", Line: 9},
+		{Field: "spec.retries.backof", Message: `unknown field (did you mean "backoff"?)`, Line: 9},
 	}}}, errs)
 	require.Equal(t, "document 0 (ResiliencePolicy payments): spec.timeouts.request: must be a duration string such as \"250ms\" or \"3s\"; "+
-		"spec.retries.attempts: must be an integer; spec.retries.backof: unknown field", errs.Error())
+		"spec.retries.attempts: must be an integer; spec.retries.backof: unknown field (did you mean \"backoff\"?)", errs.Error())
 }
 
 func TestDecodeMultiDocumentYAML(t *testing.T) {
@@ -136,7 +136,7 @@ func TestDecodeItemsBundle(t *testing.T) {
 	require.Len(t, rs, 1)
 	require.Equal(t, 80, rs[0].(*Service).Spec.Port)
 	require.Equal(t, DecodeErrors{{Index: 1, Kind: KindService, Name: "b", Violations: Violations{
-		{Field: "spec.prot", Message: "unknown field", Line: 13},
+		{Field: "spec.prot", Message: `unknown field (did you mean "port"?)`, Line: 13},
 	}}}, errs)
 }
 

@@ -72,6 +72,8 @@ func HasErrors(fs []Finding) bool {
 //     timeout switched off is deliberate: no warning, an info finding on the
 //     policy that switches it off;
 //   - conflicts of equal specificity (error, against each losing policy);
+//   - a source a small edit away from a service but not one itself (error: a
+//     typo, the resource applies to no caller it meant);
 //   - a target or dependency that does not exist (warning), a selector that
 //     matches no service (info).
 func Lint(s *Set) []Finding {

@@ -17,7 +17,7 @@ func (l *linter) targets() {
 		case t.Service != "" && t.Service != "*":
 			if _, ok := l.s.Services[t.Service]; !ok {
 				l.add(SeverityWarning, KindPolicy, name, "spec.target.service",
-					"service %q does not exist, so this policy applies to nothing; fix the name or define the Service", t.Service)
+					"service %q does not exist, so this policy applies to nothing; fix the name or define the Service%s", t.Service, didYouMean(t.Service, l.s.ServiceNames()))
 			}
 		case t.Service == "" && len(t.Selector) > 0:
 			if len(l.selected(t)) == 0 {
@@ -30,15 +30,38 @@ func (l *linter) targets() {
 		t := l.s.Experiments[name].Spec.Target
 		if _, ok := l.s.Services[t.Service]; !ok && t.Service != "" && t.Service != "*" {
 			l.add(SeverityWarning, KindExperiment, name, "spec.target.service",
-				"service %q does not exist, so this experiment injects nothing; fix the name or define the Service", t.Service)
+				"service %q does not exist, so this experiment injects nothing; fix the name or define the Service%s", t.Service, didYouMean(t.Service, l.s.ServiceNames()))
 		}
 	}
-	for _, name := range l.s.ServiceNames() {
+	services := l.s.ServiceNames()
+	for _, name := range sortedKeys(l.s.Policies) {
+		l.mistypedSources(KindPolicy, name, "policy", l.s.Policies[name].Spec.Sources, services)
+	}
+	for _, name := range sortedKeys(l.s.Experiments) {
+		l.mistypedSources(KindExperiment, name, "experiment", l.s.Experiments[name].Spec.Sources, services)
+	}
+	for _, name := range services {
 		for i, dep := range l.s.Services[name].Spec.Dependencies {
 			if _, ok := l.s.Services[dep]; !ok && dep != name {
 				l.add(SeverityWarning, KindService, name, fmt.Sprintf("spec.dependencies[%d]", i),
 					"service %q does not exist, so proxies of %s get no configuration for it; define it or drop the dependency", dep, name)
 			}
+		}
+	}
+}
+
+// mistypedSources: a source that names no service but is a small edit away
+// from one ("frontnd" for "frontend"). Callers need not be declared as
+// Services, so an unknown source alone is legal; one that is almost the name
+// of a declared service is a typo, and the resource would apply to no caller.
+func (l *linter) mistypedSources(kind, name, what string, sources, services []string) {
+	for i, src := range sources {
+		if _, ok := l.s.Services[src]; ok {
+			continue
+		}
+		if c := Closest(src, services); c != "" {
+			l.add(SeverityError, kind, name, fmt.Sprintf("spec.sources[%d]", i),
+				"no service is named %q (did you mean %q?); calls from %s are not affected by this %s", src, c, c, what)
 		}
 	}
 }

@@ -204,3 +204,30 @@ func TestFindingString(t *testing.T) {
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// A source a small edit away from a declared service is a typo: the policy
+// would shape no caller's calls. A source that resembles no service is an
+// undeclared caller, which is legal.
+func TestLintMistypedSources(t *testing.T) {
+	const svcs = "---\n" + "apiVersion: bulwark/v1\nkind: Service\nmetadata: {name: frontend}\nspec: {port: 80}\n"
+	runLint(t, []lcase{
+		{name: "typo in a policy's sources", set: svcs + svcDoc("payments", "{port: 80}") + meshTimeout +
+			pol("pay", `{target: {service: payments}, sources: [frontnd, batch-jobs], retries: {attempts: 1}}`),
+			want: []Finding{
+				errP("pay", "spec.sources[0]", `no service is named "frontnd" (did you mean "frontend"?); calls from frontend are not affected by this policy`),
+			}},
+		{name: "typo in an experiment's sources", set: svcs + svcDoc("payments", "{port: 80}") + svcDoc("payments-static", "{port: 80}") +
+			pol("mesh", `{target: {service: "*"}, timeouts: {request: 10s}}`) +
+			pol("pay", `{target: {service: payments}, fallback: {service: payments-static}}`) +
+			exp("e", `{target: {service: payments}, sources: [frontedn], abort: {percent: 1, httpStatus: 503}, duration: 10m}`),
+			want: []Finding{
+				{Severity: SeverityError, Kind: KindExperiment, Name: "e", Field: "spec.sources[0]",
+					Message: `no service is named "frontedn" (did you mean "frontend"?); calls from frontend are not affected by this experiment`},
+			}},
+		{name: "a typo in a target gets a suggestion", set: svcs + meshTimeout +
+			pol("fe", `{target: {service: frontnd}, retries: {attempts: 1}}`),
+			want: []Finding{
+				warnP("fe", "spec.target.service", `service "frontnd" does not exist, so this policy applies to nothing; fix the name or define the Service (did you mean "frontend"?)`),
+			}},
+	})
+}

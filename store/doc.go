@@ -15,6 +15,14 @@
 //	/v1/history/experiments/<name>/<start>    one record per run of an experiment
 //	/v1/guards/<name>                         empty; its mod revision is when a guarded write last touched it (ApplyGuarded)
 //	/v1/steadystate/<name>/<start>            the steady-state readings and verdict of that run (JSON)
+//	/v1/xds-rejections/<node>/<type URL>      what a proxy rejected (JSON), leased per replica (RejectionTTL)
+//	/v1/work/leader/<duty>/<lease>            election of a singleton duty (go.etcd.io/etcd/client/v3/concurrency)
+//
+// The keys sorting after "status/" are outside the watch of the resources.
+// WatchStatus and WatchRejections follow the status and the rejections of
+// every replica. A Load's revision (LoadContent's content revision) is that
+// of the content, the newest mod revision among the keys read, not the
+// store's, which status writes move.
 //
 // Values are the resources as JSON, exactly as the API accepts them
 // (apiVersion, kind, metadata, spec, and status for experiments). A

@@ -51,7 +51,7 @@ func (s *Store) RegisterEndpoint(ctx context.Context, service, instance string, 
 	resp, err := s.cli.Put(ctx, key, string(val), clientv3.WithLease(lease.ID))
 	if err != nil {
 		s.revoke(lease.ID)
-		return 0, fmt.Errorf("register %s/%s: %w", service, instance, err)
+		return 0, fmt.Errorf("register %s/%s: %w", service, instance, writeError(err))
 	}
 	if len(prev.Kvs) > 0 && prev.Kvs[0].Lease != 0 && clientv3.LeaseID(prev.Kvs[0].Lease) != lease.ID {
 		s.revoke(clientv3.LeaseID(prev.Kvs[0].Lease)) // the key moved to the new lease
@@ -97,7 +97,7 @@ func (s *Store) DeregisterEndpoint(ctx context.Context, service, instance string
 	}
 	resp, err := s.cli.Delete(ctx, key, clientv3.WithPrevKV())
 	if err != nil {
-		return 0, fmt.Errorf("deregister %s/%s: %w", service, instance, err)
+		return 0, fmt.Errorf("deregister %s/%s: %w", service, instance, writeError(err))
 	}
 	if len(resp.PrevKvs) == 0 {
 		return 0, fmt.Errorf("endpoint %s/%s: %w", service, instance, ErrNotFound)

@@ -65,7 +65,7 @@ func (s *Store) StopExperiments(ctx context.Context, who string) ([]string, erro
 		if checkSegment("name", name) != nil {
 			// Not a key Bulwark writes; remove it all the same.
 			if _, err := s.cli.Delete(ctx, f.key); err != nil {
-				errs = append(errs, fmt.Errorf("kill switch: delete %s: %w", f.key, err))
+				errs = append(errs, fmt.Errorf("kill switch: delete %s: %w", f.key, writeError(err)))
 				continue
 			}
 			if f.lease != 0 {

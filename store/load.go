@@ -41,23 +41,38 @@ func (s *Store) rangeAt(ctx context.Context, from, end string, rev int64, fn fun
 // endpoint at one store revision, which it returns. Values that fail to
 // decode are skipped and returned as problems (each a *ValueError).
 func (s *Store) Load(ctx context.Context) (*policies.Set, int64, []error, error) {
+	set, _, rev, problems, err := s.LoadContent(ctx)
+	return set, rev, problems, err
+}
+
+// LoadContent is Load that also returns the revision of the content: the
+// newest mod revision among the keys read. The store revision moves for keys
+// that are not content (every replica's proxy status, the experiment
+// history), so two replicas that read the same content at different times
+// get different store revisions but the same content revision. A deletion
+// leaves no key behind: Watch(ctx, content) replays the deletions made since
+// the newest key, which raises the content revision to the last of them (as
+// a replica that watched them live has it).
+func (s *Store) LoadContent(ctx context.Context) (set *policies.Set, content, read int64, problems []error, err error) {
 	for attempt := 0; ; attempt++ {
-		set, rev, problems, err := s.loadOnce(ctx)
+		set, content, read, problems, err = s.loadOnce(ctx)
 		// A compaction between two pages invalidates the revision: start over.
 		if errors.Is(err, rpctypes.ErrCompacted) && attempt < 3 {
 			continue
 		}
 		if err != nil {
-			return nil, 0, nil, fmt.Errorf("load: %w", err)
+			return nil, 0, 0, nil, fmt.Errorf("load: %w", err)
 		}
-		return set, rev, problems, nil
+		return set, content, read, problems, nil
 	}
 }
 
-func (s *Store) loadOnce(ctx context.Context) (*policies.Set, int64, []error, error) {
+func (s *Store) loadOnce(ctx context.Context) (*policies.Set, int64, int64, []error, error) {
 	set := policies.NewSet()
 	var problems []error
+	var content int64
 	add := func(key, value []byte, mod, _ int64) {
+		content = max(content, mod)
 		if err := s.addTo(set, key, value, mod); err != nil {
 			problems = append(problems, err)
 		}
@@ -67,15 +82,15 @@ func (s *Store) loadOnce(ctx context.Context) (*policies.Set, int64, []error, er
 	// status/: two ranges at one revision skip the history and the status.
 	rev, err := s.rangeAt(ctx, s.dir(dirEndpoints), v1+"history/", 0, add)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, 0, nil, err
 	}
 	if _, err := s.rangeAt(ctx, s.dir(dirPolicies), s.dir(dirStatus), rev, add); err != nil {
-		return nil, 0, nil, err
+		return nil, 0, 0, nil, err
 	}
 	for _, p := range problems {
 		s.log.Warn("skipping a stored value", "error", p)
 	}
-	return set, rev, problems, nil
+	return set, content, rev, problems, nil
 }
 
 // addTo decodes one stored key into the set.

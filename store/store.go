@@ -56,7 +56,9 @@ type Store struct {
 
 	mu     sync.Mutex
 	status map[string]*statusLease // by replica
-	closed bool
+	// rejections: each replica's rejection lease (see PutRejections).
+	rejections map[string]clientv3.LeaseID
+	closed     bool
 }
 
 // New returns a Store over an etcd client. The caller keeps ownership of the
@@ -90,6 +92,8 @@ func New(cli *clientv3.Client, opts Options) *Store {
 		ctx:    ctx,
 		cancel: cancel,
 		status: map[string]*statusLease{},
+
+		rejections: map[string]clientv3.LeaseID{},
 	}
 }
 

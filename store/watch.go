@@ -99,9 +99,13 @@ func (s *Store) watchLoop(ctx context.Context, rev int64, out chan<- Event, rp *
 		}
 	}
 	needResync := rev <= 0
+	// resume is the store revision of the last re-list: where the watch
+	// resumes when the history after the content revision was compacted
+	// (the deletions in between are then lost to the content revision).
+	var resume int64
 	for ctx.Err() == nil {
 		if needResync {
-			set, r, problems, err := s.Load(ctx)
+			set, r, read, problems, err := s.LoadContent(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Warn("watch: re-listing failed; retrying", "error", err, "backoff", backoff)
@@ -116,7 +120,7 @@ func (s *Store) watchLoop(ctx context.Context, rev int64, out chan<- Event, rp *
 			if !send(ctx, out, ev) {
 				return
 			}
-			rev, needResync, backoff = r, false, watchMinBackoff
+			rev, resume, needResync, backoff = r, read, false, watchMinBackoff
 		}
 		var err error
 		var progressed bool
@@ -126,6 +130,12 @@ func (s *Store) watchLoop(ctx context.Context, rev int64, out chan<- Event, rp *
 		}
 		if progressed {
 			backoff = watchMinBackoff
+		}
+		if needResync && resume > rev {
+			// The deletions since the newest key were compacted: go on
+			// from the revision the re-list read.
+			rev, resume, needResync = resume, 0, false
+			continue
 		}
 		if needResync {
 			s.log.Info("watch: revision compacted; re-listing", "after", rev)

@@ -102,7 +102,7 @@ func TestWatchResyncsAfterCompaction(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.st.Put(ctx, policy(t, "mesh-default", "*"), 0)
 	require.NoError(t, err)
-	_, err = e.st.RegisterEndpoint(ctx, "payments", "pod-1", policies.Endpoint{Address: "10.0.0.7", Port: 8080}, time.Minute)
+	newest, err := e.st.RegisterEndpoint(ctx, "payments", "pod-1", policies.Endpoint{Address: "10.0.0.7", Port: 8080}, time.Minute)
 	require.NoError(t, err)
 	_, err = e.st.Delete(ctx, policies.KindService, "ledger", 0)
 	require.NoError(t, err)
@@ -114,12 +114,18 @@ func TestWatchResyncsAfterCompaction(t *testing.T) {
 	ch := e.st.Watch(ctx, old)
 	ev := next(t, ch)
 	require.NotNil(t, ev.Resync, "watching a compacted revision re-lists")
-	require.Equal(t, cur.Header.Revision, ev.Revision)
+	// The re-list's revision is its content's: the newest key's.
+	require.Equal(t, newest, ev.Revision)
 	require.Equal(t, []string{"payments"}, ev.Resync.ServiceNames())
 	require.Contains(t, ev.Resync.Policies, "mesh-default")
 	require.Equal(t, "10.0.0.7", ev.Resync.Registered["payments"]["pod-1"].Address)
 
-	// It goes on from the re-listed revision.
+	// It goes on from there: the deletion kept by the compaction comes
+	// again, and raises the content revision to the store's.
+	ev = nextChanges(t, ch)
+	require.Equal(t, cur.Header.Revision, ev.Revision)
+	require.Equal(t, "ledger", ev.Changes[0].Name)
+	require.True(t, ev.Changes[0].Deleted())
 	rev, err := e.st.Put(ctx, service(t, "fraud", 9003), 0)
 	require.NoError(t, err)
 	ev = nextChanges(t, ch)

@@ -327,5 +327,5 @@ func (s *Store) txnError(err error) error {
 	case errors.Is(err, rpctypes.ErrRequestTooLarge), status.Code(err) == codes.ResourceExhausted:
 		return fmt.Errorf("etcd refused the transaction for its size (%v); split the apply or raise etcd's --max-request-bytes: %w", err, ErrTooLarge)
 	}
-	return fmt.Errorf("etcd transaction: %w", err)
+	return fmt.Errorf("etcd transaction: %w", writeError(err))
 }

@@ -70,6 +70,10 @@ type fleetOptions struct {
 	// recvHook, if set, sees every response a model receives before the
 	// model does, on the model's receive loop (tests use it to hold some).
 	recvHook func(p *proxy, msg any)
+	// progress, if set, receives the counts of a long wait every
+	// progressEvery (see progress.go).
+	progress      func(format string, a ...any)
+	progressEvery time.Duration
 }
 
 // useModel reports whether the proxies are envoymodel instances.
@@ -222,7 +226,9 @@ func (f *fleet) waitWarm(ctx context.Context, n int, timeout time.Duration) (tim
 	defer cancel()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
+	pt := f.reporter()
 	for f.warm.Load() < int64(n) {
+		pt.say("warming: %d/%d streams warm, %d stream failures, %.0f s", f.warm.Load(), n, f.failures.Load(), time.Since(start).Seconds())
 		select {
 		case <-ctx.Done():
 			return time.Since(start), fmt.Errorf("%d of %d streams warm after %s (stream failures: %d)", f.warm.Load(), n, timeout, f.failures.Load())

@@ -343,3 +343,30 @@ func TestMarkdownSummary(t *testing.T) {
 	require.Contains(t, text, "| write → every stream ACKed and warm | p50 ")
 	require.Contains(t, text, "| warmed by timeout / NACKs | 0 / 0 |")
 }
+
+// The simulator says what it is doing while it runs: a line when each phase
+// starts, and the counts of a long wait (streams warm, streams converged)
+// every --progress-every, not only a summary at the end.
+func TestProgressWhileRunning(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"--embedded", "--warm-timeout", "1m", "--timeout", "30s",
+		"--streams", "12", "--sources", "3", "--writes", "1", "--progress-every", "1ms"}, &out, &errOut)
+	require.Equal(t, 0, code, errOut.String())
+	log := errOut.String()
+	at := 0
+	for _, want := range []string{
+		"bulwark-fleet: control plane: starting (embedded, in this process)\n",
+		"bulwark-fleet: pilot: opening 3 streams, one per group\n",
+		"bulwark-fleet: warming: ",
+		"bulwark-fleet: fleet: opening 9 more streams\n",
+		"/12 streams warm, ",
+		"bulwark-fleet: write: revision ",
+		"bulwark-fleet: converging: ",
+		"/12 streams on the new version",
+		"bulwark-fleet: write 1/1 ",
+	} {
+		i := strings.Index(log[at:], want)
+		require.GreaterOrEqual(t, i, 0, "missing %q after offset %d in:\n%s", want, at, log)
+		at += i + len(want)
+	}
+}

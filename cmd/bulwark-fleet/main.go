@@ -74,6 +74,7 @@ type options struct {
 
 	profileDir     string
 	profileSeconds int
+	progressEvery  time.Duration
 
 	rate         float64
 	duration     time.Duration
@@ -129,6 +130,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.settle, "settle", 300*time.Millisecond, "a measurement ends once every stream converged and nothing new was ACKed for this long")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "longest wait for convergence, or for a storm to settle")
 	fs.DurationVar(&o.warmTimeout, "warm-timeout", 5*time.Minute, "longest wait for the fleet to be warm")
+	fs.DurationVar(&o.progressEvery, "progress-every", 5*time.Second, "how often a long wait (warm-up, convergence) prints its counts on stderr")
 
 	fs.StringVar(&o.profileDir, "profile-dir", "", "save the control plane's heap profile once the fleet is warm, and a CPU profile and an execution trace of the scenario, here (needs /debug/pprof: --enable-pprof)")
 	fs.IntVar(&o.profileSeconds, "profile-seconds", 10, "length of the CPU profile and the trace")
@@ -304,6 +306,7 @@ func measure(ctx context.Context, o options, log *slog.Logger, progress func(str
 	t := time.Now()
 	var cp controlPlane
 	var err error
+	progress("control plane: starting (%s)", controlPlaneKind(o))
 	switch {
 	case o.embedded:
 		rep.ControlPlane = "embedded"
@@ -330,6 +333,7 @@ func measure(ctx context.Context, o options, log *slog.Logger, progress func(str
 	s := &session{opt: o, cp: cp, w: w, http: &http.Client{Timeout: 60 * time.Second}, rep: rep, progress: progress, recvHook: testRecvHook}
 
 	if o.seedServices > 0 {
+		progress("seed: writing %d services with a policy each (via %s)", o.seedServices, w.via)
 		t := time.Now()
 		if _, err := w.seed(ctx, 0, o.seedServices); err != nil {
 			return rep, err
@@ -438,7 +442,9 @@ func (s *session) prepare(ctx context.Context) error {
 		backoffBase: o.backoffBase, backoffMax: o.backoffMax, grpcTargets: targets,
 		nodePrefix: fmt.Sprintf("fleet-%d", time.Now().UnixNano()%1e9),
 		warming:    o.warming, initialFetchTimeout: o.fetchTimeout, recvHook: s.recvHook,
+		progress: s.progress, progressEvery: o.progressEvery,
 	})
+	s.progress("pilot: opening %d streams, one per group", o.sources)
 	if err := s.fl.add(o.sources, s.sources); err != nil {
 		return err
 	}
@@ -455,6 +461,7 @@ func (s *session) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.progress("fleet: opening %d more streams", o.streams-o.sources)
 	if err := s.fl.add(o.streams-o.sources, s.sources); err != nil {
 		return err
 	}

@@ -296,11 +296,16 @@ func (f *fleet) waitConverged(ctx context.Context, t0 time.Time, settle, timeout
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	pt := f.reporter()
 	for {
 		select {
 		case <-ctx.Done():
 			return f.evaluate(t0), false
 		case <-tick.C:
+		}
+		if pt.due() {
+			o := f.evaluate(t0)
+			pt.say("converging: %d/%d streams on the new version, %.0f s", o.converged, o.total, time.Since(t0).Seconds())
 		}
 		if time.Now().After(deadline) {
 			return f.evaluate(t0), false

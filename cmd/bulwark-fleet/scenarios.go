@@ -96,6 +96,7 @@ func (s *session) measureWrite(ctx context.Context) (writeReport, []time.Duratio
 		return writeReport{}, nil, err
 	}
 	wr := writeReport{Revision: rev, WriteMs: ms(time.Since(t0))}
+	s.progress("write: revision %d written in %.0f ms; waiting for the streams to converge", rev, wr.WriteMs)
 	o, ok := s.fl.waitConverged(ctx, t0, s.opt.settle, s.opt.timeout)
 	wr.latencies = summarize(o.times)
 	wr.Converged, wr.Total, wr.Changed, wr.Groups, wr.TimedOut = o.converged, o.total, o.changed, o.groups, !ok

@@ -16,16 +16,24 @@ import (
 	"syscall"
 
 	"github.com/bulwarkmesh/bulwark/controlplane"
+	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/controlplane/prom"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stderr io.Writer) int {
+// errVersion is parseFlags's answer to --version: print it and exit 0.
+var errVersion = errors.New("version requested")
+
+func run(args []string, stdout, stderr io.Writer) int {
 	cfg, logLevel, logFormat, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, errVersion) {
+		fmt.Fprintln(stdout, "bulwark", api.BuildVersion())
 		return 0
 	}
 	if err != nil {
@@ -40,7 +48,9 @@ func run(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := controlplane.Run(ctx, cfg); err != nil {
+		err = explain(err, cfg)
 		cfg.Logger.Error("bulwark stopped", "err", err)
+		fmt.Fprintln(stderr, "bulwark:", err)
 		return 1
 	}
 	cfg.Logger.Info("bulwark stopped gracefully")
@@ -92,8 +102,12 @@ func parseFlags(args []string, stderr io.Writer) (controlplane.Config, string, s
 	fs.StringVar(&cfg.PrometheusQueries, "prometheus-queries", "", "YAML file of query templates over the Envoy and gRPC defaults (docs/prometheus.md)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return cfg, "", "", err
+	}
+	if *version {
+		return cfg, "", "", errVersion
 	}
 	if fs.NArg() > 0 {
 		return cfg, "", "", fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))

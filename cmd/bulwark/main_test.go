@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -66,15 +67,15 @@ func TestBinaryStartsReadyAndStopsOnSIGTERM(t *testing.T) {
 // Bad flags are a usage error with exit code 2.
 func TestBadFlagsExitTwo(t *testing.T) {
 	var stderr bytes.Buffer
-	require.Equal(t, 2, run([]string{"--no-such-flag"}, &stderr))
-	require.Equal(t, 2, run([]string{"--log-format", "xml"}, &stderr))
+	require.Equal(t, 2, run([]string{"--no-such-flag"}, io.Discard, &stderr))
+	require.Equal(t, 2, run([]string{"--log-format", "xml"}, io.Discard, &stderr))
 	require.Contains(t, stderr.String(), "--log-format must be text or json")
 }
 
 // A non-loopback admin address without a token file refuses to start.
 func TestNonLoopbackNeedsTokenFile(t *testing.T) {
 	var stderr bytes.Buffer
-	code := run([]string{"--admin-addr", "0.0.0.0:0", "--data-dir", t.TempDir()}, &stderr)
+	code := run([]string{"--admin-addr", "0.0.0.0:0", "--data-dir", t.TempDir()}, io.Discard, &stderr)
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr.String(), "--token-file")
 }

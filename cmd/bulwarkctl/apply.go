@@ -49,8 +49,8 @@ func runApply(e *env, args []string) int {
 	prune := fs.Bool("prune", false, "delete what --source applied before and the files no longer declare")
 	source := fs.String("source", "", "recorded on every resource written; with --prune, what may be deleted (e.g. ci, team-payments)")
 	force := fs.Bool("force", false, "also change resources a directory sync owns (its next pass restores them)")
+	yes := fs.Bool("yes", false, "with --prune: delete without asking")
 	output := outputFlag(fs, "table", "json")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "apply", args, 0, 0); !ok {
 		return code
 	}
@@ -63,7 +63,7 @@ func runApply(e *env, args []string) int {
 	if err := checkOutput(*output, "table", "json"); err != nil {
 		return e.usageError(fs, "apply", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "apply", err.Error())
 	}
@@ -91,6 +91,11 @@ func runApply(e *env, args []string) int {
 	target := "/v1/apply"
 	if len(q) > 0 {
 		target += "?" + q.Encode()
+	}
+	if *prune && !*dryRun && !*yes {
+		if code, ok := e.confirmPrune(c, target, body); !ok {
+			return code
+		}
 	}
 	var raw []byte
 	if err := c.call("POST", target, "application/json", body, &raw); err != nil {

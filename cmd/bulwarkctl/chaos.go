@@ -47,14 +47,13 @@ func runChaos(e *env, args []string) int {
 func chaosStart(e *env, args []string) int {
 	fs := e.newFlagSet("chaos")
 	path := fs.String("f", "", "a file (or - for stdin) of ChaosExperiment resources")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "chaos", args, 0, 0); !ok {
 		return code
 	}
 	if *path == "" {
 		return e.usageError(fs, "chaos", "start needs -f FILE")
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "chaos", err.Error())
 	}
@@ -98,12 +97,11 @@ func chaosStart(e *env, args []string) int {
 
 func chaosStop(e *env, args []string) int {
 	fs := e.newFlagSet("chaos")
-	caFile := onlineFlags(fs)
 	pos, code, ok := e.parseArgs(fs, "chaos", args, 0, 1)
 	if !ok {
 		return code
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "chaos", err.Error())
 	}
@@ -131,14 +129,13 @@ func chaosList(e *env, args []string) int {
 	fs := e.newFlagSet("chaos")
 	history := fs.Bool("history", false, "every recorded run (running, expired, stopped), newest first")
 	output := outputFlag(fs, "table", "yaml", "json")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "chaos", args, 0, 0); !ok {
 		return code
 	}
 	if err := checkOutput(*output, "table", "yaml", "json"); err != nil {
 		return e.usageError(fs, "chaos", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "chaos", err.Error())
 	}

@@ -26,7 +26,6 @@ func chaosRun(e *env, args []string) int {
 	wait := fs.Bool("wait", false, "follow the experiment to its end, printing its readings; exit 0 when its hypothesis held")
 	force := fs.Bool("force", false, "start it even when the system is not steady before the start (recorded)")
 	poll := fs.Duration("poll", time.Second, "how often --wait asks the server")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "chaos", args, 0, 0); !ok {
 		return code
 	}
@@ -36,7 +35,7 @@ func chaosRun(e *env, args []string) int {
 	if *poll <= 0 {
 		return e.usageError(fs, "chaos", "--poll must be positive")
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "chaos", err.Error())
 	}

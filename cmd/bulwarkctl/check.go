@@ -77,6 +77,15 @@ func check(path string, stdin io.Reader, opts policies.ValidateOptions) (*bundle
 		b.items = append(b.items, items...)
 	}
 	probs = append(probs, duplicates(b.items)...)
+	if len(probs) == 0 && len(b.items) == 0 {
+		// Empty input is a mistake (a pipe that produced nothing, a wrong
+		// path), not a valid bundle: CI must not pass on it.
+		name := path
+		if path == "-" {
+			name = stdinName
+		}
+		probs = append(probs, problem{file: name, index: -1, message: "no resources: the input is empty or holds only comments and empty documents"})
+	}
 	if len(probs) == 0 {
 		// Conflicts are only meaningful between valid, uniquely named policies.
 		probs = append(probs, conflicts(b)...)

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,7 +31,11 @@ type apiError struct {
 	prob   *api.Problem
 	err    error // transport error when unreachable
 	server string
+	hint   string // what to do instead, when the answer makes it plain
 }
+
+// plainHTTPToTLS is what Go's HTTPS server answers to a plain HTTP request.
+const plainHTTPToTLS = "Client sent an HTTP request to an HTTPS server"
 
 func (e *apiError) Error() string {
 	if e.status == 0 {
@@ -41,17 +44,15 @@ func (e *apiError) Error() string {
 	if e.prob != nil && e.prob.Detail != "" {
 		return e.prob.Detail
 	}
+	if e.hint != "" {
+		return fmt.Sprintf("the server answered %d %s: %s", e.status, http.StatusText(e.status), e.hint)
+	}
 	return fmt.Sprintf("the server answered %d %s", e.status, http.StatusText(e.status))
 }
 
-// onlineFlags registers what every server command needs besides --server
-// and --token: a CA for an HTTPS server with a private certificate.
-func onlineFlags(fs *flag.FlagSet) *string {
-	return fs.String("ca-file", os.Getenv("BULWARK_CA_FILE"), "PEM CA that signed the server's certificate, for https (env BULWARK_CA_FILE)")
-}
-
-// newClient returns a client of e.server; caFile adds a trusted CA.
-func (e *env) newClient(caFile string) (*client, error) {
+// newClient returns a client of e.server; e.caFile adds a trusted CA.
+func (e *env) newClient() (*client, error) {
+	caFile := e.caFile
 	base := strings.TrimRight(e.server, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -107,6 +108,9 @@ func (c *client) call(method, path, contentType string, body []byte, out any, he
 	}
 	if resp.StatusCode >= 300 {
 		ae := &apiError{status: resp.StatusCode, server: c.base}
+		if resp.StatusCode == http.StatusBadRequest && bytes.Contains(data, []byte(plainHTTPToTLS)) {
+			ae.hint = "the server speaks HTTPS: use --server " + strings.Replace(c.base, "http://", "https://", 1) + " (and --ca-file for a private CA)"
+		}
 		var p api.Problem
 		if json.Unmarshal(data, &p) == nil && p.Status != 0 {
 			ae.prob = &p

@@ -16,7 +16,6 @@ func runDiff(e *env, args []string) int {
 	prune := fs.Bool("prune", false, "also show, as deletions, what --source applied and the files no longer declare")
 	source := fs.String("source", "", "with --prune: the source whose resources the files own")
 	exitCode := fs.Bool("exit-code", false, "exit 1 when there are differences (like git diff --exit-code)")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "diff", args, 0, 0); !ok {
 		return code
 	}
@@ -26,7 +25,7 @@ func runDiff(e *env, args []string) int {
 	case *prune && *source == "":
 		return e.usageError(fs, "diff", "--prune needs --source")
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "diff", err.Error())
 	}

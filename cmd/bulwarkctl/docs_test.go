@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -86,4 +88,54 @@ func TestReadmeFirstPolicy(t *testing.T) {
 	require.Equal(t, "2s", at(t, def, "route", "timeout"))
 	require.Contains(t, at(t, def, "route").(obj), "retry_policy")
 	require.Contains(t, named(t, out.Clusters, "name", "payments"), "outlier_detection")
+}
+
+// TestLintRecipeFails runs docs/cli.md's "fail on warnings" recipe: it must
+// fail on files that do not validate, on warnings and on empty input, and
+// pass on clean files.
+func TestLintRecipeFails(t *testing.T) {
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Fatalf("jq is needed by the documented recipe (make deps installs it): %v", err)
+	}
+	data, err := os.ReadFile("../../docs/cli.md")
+	require.NoError(t, err)
+	var recipe string
+	for _, block := range strings.Split(string(data), "```sh\n")[1:] {
+		block = block[:strings.Index(block, "```")]
+		if strings.Contains(block, "jq -e 'length == 0'") {
+			recipe = block
+		}
+	}
+	require.NotEmpty(t, recipe, "docs/cli.md has no lint recipe with jq -e")
+	recipe = strings.ReplaceAll(recipe, "bulwarkctl ", binary+" ")
+	services, err := os.ReadFile(examplesDir + "/services.yaml")
+	require.NoError(t, err)
+	clean := string(services) + "---\n" + `apiVersion: bulwark/v1
+kind: ResiliencePolicy
+metadata: {name: mesh}
+spec: {target: {service: "*"}, timeouts: {request: 5s}}
+`
+	for _, tc := range []struct {
+		name, files string
+		pass        bool
+	}{
+		{"clean", clean, true},
+		{"a warning", string(services), false}, // no request timeouts
+		{"does not validate", clean + "---\nkind: Nope\n", false},
+		{"empty", "# nothing here\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.MkdirAll(filepath.Join(dir, "my-mesh"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "my-mesh", "mesh.yaml"), []byte(tc.files), 0o644))
+			cmd := exec.Command("bash", "-c", recipe)
+			cmd.Dir = dir
+			out, err := cmd.CombinedOutput()
+			if tc.pass {
+				require.NoError(t, err, "%s", out)
+			} else {
+				require.Error(t, err, "the recipe passed:\n%s", out)
+			}
+		})
+	}
 }

@@ -18,7 +18,6 @@ import (
 func runGet(e *env, args []string) int {
 	fs := e.newFlagSet("get")
 	output := outputFlag(fs, "table", "yaml", "json")
-	caFile := onlineFlags(fs)
 	pos, code, ok := e.parseArgs(fs, "get", args, 1, 2)
 	if !ok {
 		return code
@@ -30,7 +29,7 @@ func runGet(e *env, args []string) int {
 	if err := checkOutput(*output, "table", "yaml", "json"); err != nil {
 		return e.usageError(fs, "get", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "get", err.Error())
 	}
@@ -196,7 +195,6 @@ func faultString(sp policies.ExperimentSpec) string {
 func runDelete(e *env, args []string) int {
 	fs := e.newFlagSet("delete")
 	force := fs.Bool("force", false, "also delete a resource a directory sync owns (its next pass restores it)")
-	caFile := onlineFlags(fs)
 	pos, code, ok := e.parseArgs(fs, "delete", args, 2, 2)
 	if !ok {
 		return code
@@ -205,7 +203,7 @@ func runDelete(e *env, args []string) int {
 	if !known {
 		return e.usageError(fs, "delete", fmt.Sprintf("unknown kind %q: use %s", pos[0], kindNames))
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "delete", err.Error())
 	}
@@ -223,6 +221,11 @@ func runDelete(e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stdout, "%s %s %s at revision %d\n", verb, res.Kind, res.Name, res.Revision)
 	printWarnings(e.stderr, res.Warnings)
+	if policies.HasErrors(res.Warnings) {
+		// Done, but it broke something (a fallback that now names nothing):
+		// a script must not carry on as if all were well.
+		return exitFailed
+	}
 	return exitOK
 }
 

@@ -11,7 +11,7 @@ func runHelp(e *env, args []string) int {
 	case 1:
 		c := lookup(args[0])
 		if c == nil {
-			fmt.Fprintf(e.stderr, "bulwarkctl help: unknown command %q\n\n", args[0])
+			fmt.Fprintf(e.stderr, "bulwarkctl help: unknown command %q%s\n\n", args[0], suggestCommand(args[0]))
 			printUsage(e.stderr)
 			return exitUsage
 		}

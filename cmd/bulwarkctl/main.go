@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/bulwarkmesh/bulwark/policies"
 )
 
 // Exit codes, the same for every command.
@@ -63,6 +65,9 @@ func commands() []command {
 		{name: "chaos", group: groupServer, usage: "chaos start -f FILE | chaos run -f FILE [--wait] | chaos stop [NAME] | chaos list [--history]", summary: "start, run to a verdict, stop (kill switch) and list chaos experiments", run: runChaos},
 		{name: "recommend", group: groupServer, usage: "recommend [--service S] [--window 1h] [-o table|yaml|json]", summary: "timeouts recommended from the latency Prometheus observed; -o yaml as policies to apply", run: runRecommend},
 		{name: "audit", group: groupServer, usage: "audit [--service S] [-o table|json]", summary: "show the resilience checklist of every service", run: runAudit},
+		{name: "history", group: groupServer, usage: "history [--limit N] [-o table|json]", summary: "show the write history: who changed which resources, when, revisions before and after", run: runHistory},
+		{name: "version", group: groupOther, usage: "version [-o text|json]", summary: "print bulwarkctl's version and the server's", run: runVersion},
+		{name: "completion", group: groupOther, usage: "completion bash|zsh", summary: "print a shell completion script", run: runCompletion},
 		{name: "help", group: groupOther, usage: "help [COMMAND]", summary: "show help for bulwarkctl or one command", run: runHelp},
 	}
 }
@@ -75,6 +80,8 @@ type env struct {
 	server string
 	// token is the bearer token for the admin API (--token, BULWARK_TOKEN).
 	token string
+	// caFile is a PEM CA for an HTTPS server (--ca-file, BULWARK_CA_FILE).
+	caFile string
 }
 
 func main() {
@@ -88,6 +95,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bulwarkctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	e.globalFlags(fs)
+	showVersion := fs.Bool("version", false, "print the version")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(stdout)
@@ -98,20 +106,23 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	rest := fs.Args()
+	if *showVersion {
+		return runVersion(e, rest)
+	}
 	if len(rest) == 0 {
 		printUsage(stderr)
 		return exitUsage
 	}
 	c := lookup(rest[0])
 	if c == nil {
-		fmt.Fprintf(stderr, "bulwarkctl: unknown command %q\n\n", rest[0])
+		fmt.Fprintf(stderr, "bulwarkctl: unknown command %q%s\n\n", rest[0], suggestCommand(rest[0]))
 		printUsage(stderr)
 		return exitUsage
 	}
 	return c.run(e, rest[1:])
 }
 
-// globalFlags registers --server and --token on fs, with their environment
+// globalFlags registers --server, --token and --ca-file on fs, with their environment
 // defaults. Every subcommand's flag set registers them too, so they may come
 // before or after the command name.
 func (e *env) globalFlags(fs *flag.FlagSet) {
@@ -125,8 +136,25 @@ func (e *env) globalFlags(fs *flag.FlagSet) {
 	if e.token == "" {
 		e.token = os.Getenv("BULWARK_TOKEN")
 	}
+	if e.caFile == "" {
+		e.caFile = os.Getenv("BULWARK_CA_FILE")
+	}
 	fs.StringVar(&e.server, "server", e.server, "admin API base URL (env BULWARK_SERVER)")
 	fs.StringVar(&e.token, "token", e.token, "bearer token for the admin API (env BULWARK_TOKEN)")
+	fs.StringVar(&e.caFile, "ca-file", e.caFile, "PEM CA that signed the server's certificate, for https (env BULWARK_CA_FILE)")
+}
+
+// suggestCommand renders the command a mistyped name probably meant, as
+// ` (did you mean "status"?)`, or "".
+func suggestCommand(name string) string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	if c := policies.Closest(name, names); c != "" {
+		return fmt.Sprintf(" (did you mean %q?)", c)
+	}
+	return ""
 }
 
 func lookup(name string) *command {
@@ -174,7 +202,7 @@ func (e *env) usageError(fs *flag.FlagSet, name, msg string) int {
 
 func printUsage(w io.Writer) {
 	var b strings.Builder
-	b.WriteString("bulwarkctl manages Bulwark resilience policies.\n\nUsage:\n  bulwarkctl [--server URL] [--token TOKEN] COMMAND [flags]\n")
+	b.WriteString("bulwarkctl manages Bulwark resilience policies.\n\nUsage:\n  bulwarkctl [--server URL] [--token TOKEN] [--ca-file FILE] COMMAND [flags]\n")
 	width := 0
 	for _, c := range commands() {
 		width = max(width, len(c.name))
@@ -195,6 +223,7 @@ func printUsage(w io.Writer) {
 	b.WriteString("\nGlobal flags:\n")
 	fmt.Fprintf(&b, "  --server URL    admin API base URL (default %s, env BULWARK_SERVER)\n", defaultServer)
 	b.WriteString("  --token TOKEN   bearer token for the admin API (env BULWARK_TOKEN)\n")
+	b.WriteString("  --ca-file FILE  PEM CA that signed the server's certificate, for https (env BULWARK_CA_FILE)\n")
 	b.WriteString("\nExit codes: 0 ok, 1 validation error or error finding, 2 usage error, 3 server unreachable.\n")
 	b.WriteString("Run 'bulwarkctl help COMMAND' for a command's flags.\n")
 	io.WriteString(w, b.String())

@@ -110,6 +110,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		"missing -f":       {[]string{"validate"}, "-f is required"},
 		"stray argument":   {[]string{"validate", "-f", "x.yaml", "extra"}, `unexpected argument "extra"`},
 		"unknown help for": {[]string{"help", "deploy"}, `unknown command "deploy"`},
+		"mistyped command": {[]string{"stauts"}, `unknown command "stauts" (did you mean "status"?)`},
+		"mistyped help":    {[]string{"help", "vaildate"}, `unknown command "vaildate" (did you mean "validate"?)`},
+		"mistyped apply":   {[]string{"aply", "-f", "x"}, `unknown command "aply" (did you mean "apply"?)`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -48,6 +48,9 @@ func startServer(t *testing.T, tune ...func(*controlplane.Config)) *server {
 	require.NoError(t, cp.Start(ctx))
 	t.Cleanup(func() { cancel(); cp.Stop() })
 	s := &server{cp: cp, etc: etcd, url: "http://" + cp.AdminAddr()}
+	if cfg.TLSCert != "" {
+		return s // the caller waits over https
+	}
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(s.url + "/health/ready")
 		if err != nil {
@@ -206,9 +209,19 @@ func TestServerApplyGetDiffDelete(t *testing.T) {
 	r = s.ctl(t, "", "diff", "-f", dir, "--prune", "--source", "ci")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, "--- server/ResiliencePolicy/payments\n+++ /dev/null\n")
-	r = s.ctl(t, "", "apply", "-f", dir, "--prune", "--source", "ci", "-o", "json")
+	// Without a terminal to ask, --prune shows what it would delete and
+	// refuses without --yes.
+	r = s.ctl(t, "", "apply", "-f", dir, "--prune", "--source", "ci")
+	require.Equal(t, exitFailed, r.code, r.stderr)
+	require.Contains(t, r.stderr, "--prune will delete 1 resource:\n  ResiliencePolicy payments\n")
+	require.Contains(t, r.stderr, "stdin is not a terminal: run again with --yes")
+	require.Contains(t, s.ctl(t, "", "get", "policies").stdout, "payments")
+	r = s.ctl(t, "", "apply", "-f", dir, "--prune", "--source", "ci", "--yes", "-o", "json")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, `"action": "deleted"`)
+	// Nothing left to delete: no confirmation needed.
+	r = s.ctl(t, "", "apply", "-f", dir, "--prune", "--source", "ci")
+	require.Equal(t, exitOK, r.code, r.stderr)
 	r = s.ctl(t, "", "get", "policies")
 	require.Equal(t, "no policies\n", r.stdout)
 
@@ -308,9 +321,12 @@ func TestServerChaosStatusProxiesConfigAudit(t *testing.T) {
 	require.Equal(t, exitOK, s.ctl(t, "", "apply", "-f", dir).code)
 
 	nodeID := connectXDSClient(t, s.cp.XDSAddr(), "checkout", "payments")
+	// Listed, and its group built from the applied mesh (a proxy that
+	// connects right after the apply may first get a build from before it).
 	require.Eventually(t, func() bool {
 		r := s.ctl(t, "", "proxies")
-		return r.code == exitOK && strings.Contains(r.stdout, nodeID)
+		return r.code == exitOK && strings.Contains(r.stdout, nodeID) &&
+			strings.Contains(s.ctl(t, "", "config", nodeID).stdout, "payments")
 	}, 15*time.Second, 100*time.Millisecond)
 	r := s.ctl(t, "", "proxies")
 	require.Regexp(t, `^ID\s+SERVICE\s+FLAVOR\s+REPLICA\s+PROTOCOL\s+REVISION\s+CONVERGED\s+LAST-NACK\n`, r.stdout)

@@ -18,14 +18,13 @@ func runRecommend(e *env, args []string) int {
 	service := fs.String("service", "", "only this service")
 	window := fs.String("window", "1h", "how far back to look, such as 1h or 30m")
 	output := outputFlag(fs, "table", "yaml", "json")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "recommend", args, 0, 0); !ok {
 		return code
 	}
 	if err := checkOutput(*output, "table", "yaml", "json"); err != nil {
 		return e.usageError(fs, "recommend", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "recommend", err.Error())
 	}

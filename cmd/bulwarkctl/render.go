@@ -18,6 +18,7 @@ func runRender(e *env, args []string) int {
 	service := fs.String("service", "", "the calling service: the proxies' node.cluster")
 	flavor := fs.String("flavor", string(ir.FlavorEnvoy), "the data plane: envoy (sidecar) or grpc (proxyless gRPC)")
 	output := fs.String("o", "yaml", "output format: yaml or json")
+	experiments := fs.String("experiments", experimentsAll, "which chaos experiments of the files to include: all (as if just applied: each starts), none, or running (those running on --server now, as the server serves them)")
 	guardrails := guardrailFlags(fs)
 	if code, ok := e.parse(fs, "render", args); !ok {
 		return code
@@ -31,6 +32,8 @@ func runRender(e *env, args []string) int {
 		return e.usageError(fs, "render", fmt.Sprintf("--flavor must be envoy or grpc (got %q)", *flavor))
 	case *output != "yaml" && *output != "json":
 		return e.usageError(fs, "render", "-o must be yaml or json")
+	case *experiments != experimentsAll && *experiments != experimentsNone && *experiments != experimentsRunning:
+		return e.usageError(fs, "render", fmt.Sprintf("--experiments must be all, none or running (got %q)", *experiments))
 	}
 	b, probs, err := check(*path, e.stdin, *guardrails)
 	if err != nil {
@@ -42,6 +45,9 @@ func runRender(e *env, args []string) int {
 		return exitFailed
 	}
 	set := b.set()
+	if code, ok := e.selectExperiments(set, *experiments); !ok {
+		return code
+	}
 	if _, ok := set.Services[*service]; !ok {
 		fmt.Fprintf(e.stderr, "bulwarkctl render: service %q is not defined in %s: its proxies would receive every service\n", *service, *path)
 	}

@@ -16,14 +16,13 @@ import (
 func runStatus(e *env, args []string) int {
 	fs := e.newFlagSet("status")
 	output := outputFlag(fs, "table", "json")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "status", args, 0, 0); !ok {
 		return code
 	}
 	if err := checkOutput(*output, "table", "json"); err != nil {
 		return e.usageError(fs, "status", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "status", err.Error())
 	}
@@ -31,15 +30,15 @@ func runStatus(e *env, args []string) int {
 	if err := c.call("GET", "/v1/status", "", nil, &raw); err != nil {
 		return e.fail("status", err)
 	}
+	var st api.StatusReport
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return e.fail("status", err)
+	}
 	if *output == "json" {
 		if err := writeRawJSON(e.stdout, raw); err != nil {
 			return e.fail("status", err)
 		}
-		return exitOK
-	}
-	var st api.StatusReport
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return e.fail("status", err)
+		return statusCode(st)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "revision:\t%d\n", st.Revision)
@@ -71,6 +70,17 @@ func runStatus(e *env, args []string) int {
 		fmt.Fprintf(tw, "problem:\t%s: %s\n", where, p.Message)
 	}
 	tw.Flush()
+	return statusCode(st)
+}
+
+// statusCode is status's exit code: 1 while the replica is not ready or the
+// directory sync fails (the mesh keeps its last good configuration, but
+// something needs a person), so a script or a probe can act on it; 0 when
+// all is well.
+func statusCode(st api.StatusReport) int {
+	if !st.Ready || (st.Sync != nil && !st.Sync.OK) {
+		return exitFailed
+	}
 	return exitOK
 }
 
@@ -78,14 +88,13 @@ func runStatus(e *env, args []string) int {
 func runProxies(e *env, args []string) int {
 	fs := e.newFlagSet("proxies")
 	output := outputFlag(fs, "table", "json")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "proxies", args, 0, 0); !ok {
 		return code
 	}
 	if err := checkOutput(*output, "table", "json"); err != nil {
 		return e.usageError(fs, "proxies", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "proxies", err.Error())
 	}
@@ -132,7 +141,6 @@ func runConfig(e *env, args []string) int {
 	fs := e.newFlagSet("config")
 	service := fs.String("service", "", "the calling service (node.cluster), instead of NODE")
 	flavor := fs.String("flavor", "envoy", "with --service: envoy or grpc")
-	caFile := onlineFlags(fs)
 	pos, code, ok := e.parseArgs(fs, "config", args, 0, 1)
 	if !ok {
 		return code
@@ -149,7 +157,7 @@ func runConfig(e *env, args []string) int {
 	default:
 		return e.usageError(fs, "config", "give a connected proxy's NODE id, or --service S [--flavor envoy|grpc]")
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "config", err.Error())
 	}
@@ -168,14 +176,13 @@ func runAudit(e *env, args []string) int {
 	fs := e.newFlagSet("audit")
 	service := fs.String("service", "", "only this service")
 	output := outputFlag(fs, "table", "json")
-	caFile := onlineFlags(fs)
 	if _, code, ok := e.parseArgs(fs, "audit", args, 0, 0); !ok {
 		return code
 	}
 	if err := checkOutput(*output, "table", "json"); err != nil {
 		return e.usageError(fs, "audit", err.Error())
 	}
-	c, err := e.newClient(*caFile)
+	c, err := e.newClient()
 	if err != nil {
 		return e.usageError(fs, "audit", err.Error())
 	}

@@ -20,7 +20,7 @@ func TestValidateReportsUnknownFieldAndOutOfRangeTogether(t *testing.T) {
 	require.Equal(t, exitFailed, r.code)
 	require.Empty(t, r.stdout)
 	const where = "testdata/invalid/unknown-and-range.yaml: document 0 (ResiliencePolicy payments): "
-	require.Contains(t, r.stderr, where+"spec.timeouts.conect: unknown field (line 9)\n")
+	require.Contains(t, r.stderr, where+"spec.timeouts.conect: unknown field (did you mean \"connect\"?) (line 9)\n")
 	require.Contains(t, r.stderr, where+"spec.retries.attempts: ")
 	require.Contains(t, r.stderr, "2 problems found\n")
 }
@@ -119,4 +119,17 @@ func TestValidateMissingPath(t *testing.T) {
 	r := bulwarkctl(t, "", "validate", "-f", "testdata/does-not-exist")
 	require.Equal(t, exitFailed, r.code)
 	require.Contains(t, r.stderr, "no such file or directory")
+}
+
+// Empty input is not a valid bundle: a CI step fed by a pipe that produced
+// nothing must fail.
+func TestValidateEmptyInputFails(t *testing.T) {
+	for _, in := range []string{"", "\n", "# only a comment\n---\n"} {
+		for _, cmd := range []string{"validate", "lint"} {
+			r := bulwarkctl(t, in, cmd, "-f", "-")
+			require.Equal(t, exitFailed, r.code, "%s %q: %s", cmd, in, r.stdout)
+			require.Contains(t, r.stderr, "<stdin>: no resources: the input is empty")
+			require.NotContains(t, r.stdout, "valid")
+		}
+	}
 }

@@ -45,6 +45,9 @@ type Fleet interface {
 	Proxies(ctx context.Context) []api.ProxyStatus
 	// Local returns one proxy connected to this replica.
 	Local(id string) (api.ProxyStatus, bool)
+	// Partial reports whether the other replicas' proxies may be missing
+	// or stale, and why.
+	Partial() (bool, string)
 }
 
 // Builds is what the API shows of the snapshots; *snapshot.Builder is one.
@@ -71,11 +74,16 @@ type Health interface {
 type Deps struct {
 	Store   Store
 	Applier Applier
+	// History serves GET /v1/history; nil: the server keeps none.
+	History WriteHistory
 	Fleet   Fleet
 	Builds  Builds
 	Health  Health
 	// Sync returns the directory sync's state; nil without --sync-dir.
 	Sync func() api.SyncStatus
+	// Leaders returns, per singleton duty, the replica holding it; nil
+	// when no duty is elected.
+	Leaders func() map[string]string
 	// Metrics serves /metrics.
 	Metrics http.Handler
 	// Tokens authenticate callers; nil turns authentication off.
@@ -134,7 +142,10 @@ func (s *Server) routes() []route {
 		}},
 		{"GET /metrics", RoleNone, func(w http.ResponseWriter, r *http.Request) { s.Metrics.ServeHTTP(w, r) }},
 		{"GET /v1/proxies", RoleViewer, func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, api.ProxyList{Items: s.Fleet.Proxies(r.Context())})
+			// A partial view is still 200: it is the best knowledge there is,
+			// and the partial field says so (docs/api.md).
+			partial, why := s.Fleet.Partial()
+			writeJSON(w, http.StatusOK, api.ProxyList{Items: s.Fleet.Proxies(r.Context()), Partial: partial, PartialReason: why})
 		}},
 		{"GET /v1/status", RoleViewer, func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, s.Status(r.Context()))
@@ -153,6 +164,10 @@ func (s *Server) Status(ctx context.Context) api.StatusReport {
 		Ready: ready.Ready, Reasons: ready.Reasons, StoreUp: up,
 		Problems: s.Builds.Problems(),
 		Rollout:  fleet.RolloutOf(s.Fleet.Proxies(ctx)),
+	}
+	rep.Partial, rep.PartialReason = s.Fleet.Partial()
+	if s.Leaders != nil {
+		rep.Leaders = s.Leaders()
 	}
 	if s.Sync != nil {
 		st := s.Sync()

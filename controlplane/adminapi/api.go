@@ -57,6 +57,8 @@ func (s *Server) apiRoutes() []route {
 		route{"GET /v1/recommendations", RoleViewer, s.serveRecommendations},
 		route{"GET /v1/whoami", RoleViewer, s.serveWhoAmI},
 		route{"GET /v1/effective", RoleViewer, s.serveEffective},
+		route{"GET /v1/history", RoleViewer, s.writeHistory},
+		route{"GET /v1/version", RoleViewer, serveVersion},
 		route{"GET /v1/openapi.json", RoleNone, serveOpenAPI},
 	)
 }

@@ -1,15 +1,10 @@
 package adminapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/controlplane/apply"
@@ -68,34 +63,27 @@ func (s *Server) problemOf(err error) *api.Problem {
 		return api.NewProblem(http.StatusRequestEntityTooLarge, api.ProblemTooLarge, fmt.Sprintf("request body larger than %d bytes; split the bundle into several applies", maxBytes.Limit))
 	case errors.Is(err, store.ErrTooLarge):
 		return api.NewProblem(http.StatusRequestEntityTooLarge, api.ProblemTooLarge, err.Error())
-	case storeUnreachable(err):
-		detail := "the store (etcd) is unreachable; nothing was written and proxies keep their last good config: " + err.Error()
-		if s.Health != nil {
-			if up, _, reason := s.Health.StoreState(); !up && reason != "" {
-				detail = "the store (etcd) is unreachable; nothing was written and proxies keep their last good config (" + reason + ")"
-			}
-		}
-		return api.NewProblem(http.StatusServiceUnavailable, api.ProblemStoreUnavailable, detail)
+	case store.Unreachable(err):
+		return s.storeProblem(err)
 	}
 	return api.NewProblem(http.StatusInternalServerError, api.ProblemInternal, err.Error())
 }
 
-// storeUnreachable reports whether err means etcd did not answer.
-func storeUnreachable(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrTimeout) ||
-		errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) ||
-		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) || errors.Is(err, rpctypes.ErrLeaderChanged) {
-		return true
+// storeProblem is the 503 of a store that did not answer. A write that
+// reached etcd and got no answer may have been committed: its detail says
+// the outcome is unknown rather than that nothing was written.
+func (s *Server) storeProblem(err error) *api.Problem {
+	what := "nothing was written"
+	if errors.Is(err, store.ErrOutcomeUnknown) {
+		what = "the outcome of the write is unknown: it may or may not have been committed; read the resource back before retrying (or retry with If-Match)"
 	}
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if s, ok := status.FromError(e); ok {
-			switch s.Code() {
-			case codes.Unavailable, codes.DeadlineExceeded:
-				return true
-			}
+	detail := "the store (etcd) is unreachable; " + what + "; proxies keep their last good config: " + err.Error()
+	if s.Health != nil {
+		if up, _, reason := s.Health.StoreState(); !up && reason != "" {
+			detail = "the store (etcd) is unreachable; " + what + "; proxies keep their last good config (" + reason + ")"
 		}
 	}
-	return false
+	return api.NewProblem(http.StatusServiceUnavailable, api.ProblemStoreUnavailable, detail)
 }
 
 // joinedDetail is the detail of an error that may join several (one per

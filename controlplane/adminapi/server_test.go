@@ -46,6 +46,7 @@ type (
 )
 
 func (f *fakeFleet) Proxies(context.Context) []api.ProxyStatus { return f.proxies }
+func (f *fakeFleet) Partial() (bool, string)                   { return false, "" }
 func (f *fakeFleet) Local(id string) (api.ProxyStatus, bool) {
 	for _, p := range f.proxies {
 		if p.ID == id {

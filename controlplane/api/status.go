@@ -19,6 +19,12 @@ type StatusReport struct {
 	// Prometheus is the state of the data source of steady-state checks
 	// and recommendations.
 	Prometheus PrometheusStatus `json:"prometheus"`
+	// Partial is true when the rollout may miss or misstate the proxies
+	// of other replicas (the store is unreachable); PartialReason says why.
+	Partial       bool   `json:"partial"`
+	PartialReason string `json:"partialReason,omitempty"`
+	// Leaders names, per singleton duty, the replica that holds it.
+	Leaders map[string]string `json:"leaders,omitempty"`
 }
 
 // Rollout summarises how far the current revision has reached.
@@ -55,6 +61,11 @@ type Readiness struct {
 // ProxyList is the answer of GET /v1/proxies.
 type ProxyList struct {
 	Items []ProxyStatus `json:"items"`
+	// Partial is true when the list may miss or misstate the proxies of
+	// other replicas (the store is unreachable, or their status cannot be
+	// followed); PartialReason says why. This replica's proxies are current.
+	Partial       bool   `json:"partial"`
+	PartialReason string `json:"partialReason,omitempty"`
 }
 
 // ProxyStatus is what Bulwark knows of one connected proxy.

@@ -12,6 +12,8 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/controlplane/metrics"
@@ -42,6 +44,29 @@ func statusJSON(t *testing.T, p api.ProxyStatus) []byte {
 	return b
 }
 
+// runView follows the store until the test ends.
+func runView(t *testing.T, v *View) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		v.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+func ids(ps []api.ProxyStatus) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.ID + "@" + p.Replica
+	}
+	return out
+}
+
 // Proxies is this replica's proxies from memory and the other replicas'
 // from the store, sorted by ID; this replica's stored status (older than
 // its memory) and values that do not decode are left out.
@@ -66,19 +91,17 @@ func TestViewMergesThisReplicaWithTheOthers(t *testing.T) {
 		"stale-1": statusJSON(t, api.ProxyStatus{ID: "stale-1", Replica: "here"}),
 	}))
 
-	v := NewView("here", tr, st)
+	v := NewView("here", tr, st, nil)
+	runView(t, v)
+	require.Eventually(t, func() bool { return len(v.Proxies(ctx)) == 3 }, 10*time.Second, 10*time.Millisecond)
 	got := v.Proxies(ctx)
-	ids := make([]string, len(got))
-	for i, p := range got {
-		ids[i] = p.ID
-	}
-	require.Equal(t, []string{"checkout-1", "checkout-2", "ledger-1"}, ids)
-	require.Equal(t, "other", got[0].Replica)
+	require.Equal(t, []string{"checkout-1@other", "checkout-2@here", "ledger-1@here"}, ids(got))
 	require.True(t, got[0].Converged)
 	require.Equal(t, int64(42), got[0].Revision)
 	require.Equal(t, "v1", got[0].Types["routes"].Acked)
-	require.Equal(t, "here", got[1].Replica)
 	require.Equal(t, "envoy/checkout", got[1].Group)
+	partial, _ := v.Partial()
+	require.False(t, partial)
 
 	p, ok := v.Local("ledger-1")
 	require.True(t, ok)
@@ -88,10 +111,65 @@ func TestViewMergesThisReplicaWithTheOthers(t *testing.T) {
 
 	// A proxy that leaves this replica leaves the view at once.
 	tr.OnStreamClosed(2, nil)
-	got = v.Proxies(ctx)
-	require.Len(t, got, 2)
-	require.Equal(t, "checkout-1", got[0].ID)
-	require.Equal(t, "checkout-2", got[1].ID)
+	require.Equal(t, []string{"checkout-1@other", "checkout-2@here"}, ids(v.Proxies(ctx)))
+
+	// Another replica's change reaches the view through the watch.
+	require.NoError(t, st.DeleteStatus(ctx, "other", "checkout-1"))
+	require.Eventually(t, func() bool { return len(v.Proxies(ctx)) == 1 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// Defect 2 of issue 10: a proxy listed by several replicas (one of them
+// died: its status stays until its lease expires) is counted once, where it
+// connected last.
+func TestViewCountsEachNodeOnceNewestWins(t *testing.T) {
+	st := newStore(t)
+	ctx := t.Context()
+	tr := xdsserver.NewTracker("here", xdsserver.NewCache(), metrics.New())
+	connect(t, tr, 1, "checkout-1", "checkout")
+	local, ok := tr.Proxy("checkout-1")
+	require.True(t, ok)
+	at := func(d time.Duration, replica, id string) []byte {
+		return statusJSON(t, api.ProxyStatus{ID: id, Service: "checkout", Replica: replica, ConnectedAt: local.ConnectedAt.Add(d), Converged: true})
+	}
+	require.NoError(t, st.PutStatuses(ctx, "dead", map[string][]byte{"checkout-1": at(-time.Minute, "dead", "checkout-1"), "checkout-2": at(-time.Minute, "dead", "checkout-2")}))
+	require.NoError(t, st.PutStatuses(ctx, "alive", map[string][]byte{"checkout-2": at(-time.Second, "alive", "checkout-2")}))
+
+	v := NewView("here", tr, st, nil)
+	runView(t, v)
+	require.Eventually(t, func() bool { partial, _ := v.Partial(); return !partial }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, []string{"checkout-1@here", "checkout-2@alive"}, ids(v.Proxies(ctx)))
+	require.Equal(t, api.Rollout{Total: 2, Converged: 1, Pending: 1}, RolloutOf(v.Proxies(ctx)))
+}
+
+// Defect 3 of issue 10: with the store unreachable the view says it is
+// partial, and why; this replica's proxies are still listed.
+func TestViewIsPartialWithoutTheStore(t *testing.T) {
+	srv := storetest.NewServer(t)
+	fw := newForwarder(t, srv.Config().ListenClient)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{fw.addr()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	require.NoError(t, err)
+	t.Cleanup(func() { cli.Close() })
+	st := store.New(cli, store.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() { _ = st.Close() })
+	tr := xdsserver.NewTracker("here", xdsserver.NewCache(), metrics.New())
+	connect(t, tr, 1, "checkout-1", "checkout")
+	storeUp := func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	}
+	v := NewView("here", tr, st, storeUp)
+	runView(t, v)
+	require.Eventually(t, func() bool { partial, _ := v.Partial(); return !partial }, 10*time.Second, 10*time.Millisecond)
+
+	fw.Cut()
+	partial, why := v.Partial()
+	require.True(t, partial)
+	require.Contains(t, why, "store is unreachable")
+	require.Equal(t, []string{"checkout-1@here"}, ids(v.Proxies(t.Context())))
 }
 
 // The rollout counts each proxy once: converged, rejecting (its last
@@ -136,7 +214,7 @@ func TestWriterRunPersistsProxies(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		w.Run(ctx, 20*time.Millisecond)
+		w.Run(ctx, FlushEvery)
 	}()
 	defer func() {
 		cancel()
@@ -144,9 +222,12 @@ func TestWriterRunPersistsProxies(t *testing.T) {
 	}()
 
 	connect(t, tr, 1, "checkout-1", "checkout")
-	elsewhere := NewView("other", xdsserver.NewTracker("other", xdsserver.NewCache(), metrics.New()), st)
+	elsewhere := NewView("other", xdsserver.NewTracker("other", xdsserver.NewCache(), metrics.New()), st, nil)
+	runView(t, elsewhere)
 	require.Eventually(t, func() bool {
 		ps := elsewhere.Proxies(t.Context())
 		return len(ps) == 1 && ps[0].ID == "checkout-1" && ps[0].Replica == "here"
 	}, 10*time.Second, 20*time.Millisecond, "the proxy never reached the store")
+	tr.OnStreamClosed(1, nil)
+	require.Eventually(t, func() bool { return len(elsewhere.Proxies(t.Context())) == 0 }, 10*time.Second, 20*time.Millisecond, "its departure never reached the store")
 }

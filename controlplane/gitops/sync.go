@@ -199,6 +199,15 @@ func (s *Sync) due(hash string) bool {
 	return time.Since(lastApply) >= s.resync && s.revision() != lastRev
 }
 
+// Reset makes the next sync apply the directory whatever it applied
+// before: a replica that takes the sync over from another must not trust
+// what it applied in an earlier term.
+func (s *Sync) Reset() {
+	s.mu.Lock()
+	s.last, s.lastRev = "", 0
+	s.mu.Unlock()
+}
+
 // Status returns the sync's state.
 func (s *Sync) Status() api.SyncStatus {
 	s.mu.Lock()

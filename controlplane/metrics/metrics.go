@@ -35,11 +35,18 @@ type Metrics struct {
 	SteadyEvaluations  *prometheus.CounterVec
 	ExperimentsAborted prometheus.Counter
 	PrometheusUp       prometheus.Gauge
+
+	// Leader is 1 for each singleton duty this replica holds.
+	Leader *prometheus.GaugeVec
 }
 
 // SteadyResults are the values of bulwark_steadystate_evaluations_total's
 // "result" label.
 var SteadyResults = []string{"ok", "failed", "unknown"}
+
+// Duties are the values of bulwark_leader's "duty" label: the work one
+// replica of the fleet does at a time, elected through etcd.
+var Duties = []string{"sync"}
 
 // RefusalReasons are the values of bulwark_xds_refused_total's "reason"
 // label (see controlplane/xdsserver's limits).
@@ -112,8 +119,14 @@ func New(typeLabels ...string) *Metrics {
 		Name: "bulwark_prometheus_up", Help: "1 when the last query to the Prometheus of --prometheus-url got an answer, 0 when not (and without --prometheus-url).",
 	})
 	m.Registry.MustRegister(m.SteadyEvaluations, m.ExperimentsAborted, m.PrometheusUp)
+	m.Leader = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bulwark_leader", Help: "1 when this replica holds a singleton duty (elected through etcd), by duty.",
+	}, []string{"duty"})
+	for _, d := range Duties {
+		m.Leader.WithLabelValues(d)
+	}
 	m.Registry.MustRegister(m.Refused, m.Connected, m.Pushes, m.Nacks, m.BuildDuration, m.BuildFailures,
-		m.StoreRevision, m.StoreUp, m.Convergence, m.Groups, m.Snapshots, m.SyncFailures, m.SyncOK,
+		m.StoreRevision, m.StoreUp, m.Convergence, m.Groups, m.Snapshots, m.SyncFailures, m.SyncOK, m.Leader,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, f := range []string{"envoy", "grpc"} {
 		m.Connected.WithLabelValues(f)

@@ -112,7 +112,9 @@ func (l *Loader) Run(ctx context.Context) error {
 func (l *Loader) load(ctx context.Context) (*policies.Set, int64, error) {
 	backoff := 100 * time.Millisecond
 	for {
-		set, rev, problems, err := l.store.Load(ctx)
+		// The content revision, not the store's: every replica gives the
+		// same content the same revision (status writes move the store's).
+		set, rev, _, problems, err := l.store.LoadContent(ctx)
 		if err == nil {
 			l.invalid = map[string]api.BuildProblem{}
 			for i, p := range problems {

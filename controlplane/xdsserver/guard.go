@@ -3,6 +3,7 @@ package xdsserver
 import (
 	"strings"
 	"sync"
+	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -92,6 +93,9 @@ type rejection struct {
 	// those (a new process has nothing to keep).
 	streams map[int64]bool
 	seq     uint64
+	// detail is the proxy's error, at when it rejected (for status).
+	detail string
+	at     time.Time
 }
 
 // NewCache returns a cache whose snapshots are keyed by NodeHash.
@@ -135,6 +139,7 @@ func (g *Cache) Reject(nodeID string, streamID int64, group, typeURL, version st
 	}
 	g.seq++
 	r.seq = g.seq
+	r.at = time.Now().UTC()
 	if len(names) == 0 || len(r.names)+len(names) > maxRejectedNames {
 		// Every resource, or more names than are worth remembering one by
 		// one: the rejection covers every name, as for a wildcard request.
@@ -186,18 +191,30 @@ func (g *Cache) forgetLocked(nodeID, typeURL string) {
 }
 
 // Forget drops the rejections that no longer apply: their group has
-// another version of the type, or no snapshot at all.
+// another version of the type. A group with no snapshot here keeps its
+// records: they may be another replica's (see Adopt), waiting for a proxy
+// that moves here, and the version they name is judged when the group is
+// built; their number is bounded by maxRejections.
 func (g *Cache) Forget() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for node, byType := range g.rejected {
 		for t, r := range byType {
 			snap := g.current[r.group]
-			if snap == nil || snap.GetVersion(t) != r.version {
+			if snap != nil && snap.GetVersion(t) != r.version {
 				g.forgetLocked(node, t)
 			}
 		}
 	}
+}
+
+// setDetail records the error a node gave for its rejection of a type.
+func (g *Cache) setDetail(nodeID, typeURL, detail string) {
+	g.mu.Lock()
+	if r := g.rejected[nodeID][typeURL]; r != nil {
+		r.detail = detail
+	}
+	g.mu.Unlock()
 }
 
 // Rejections returns how many rejections are remembered.

@@ -119,6 +119,10 @@ func (t *Tracker) reject(id int64, nodeID string, req *discoveryv3.DiscoveryRequ
 	}
 	t.mu.Unlock()
 	t.cache.Reject(nodeID, id, group, req.GetTypeUrl(), sent.version, req.GetResourceNames())
+	t.cache.setDetail(nodeID, req.GetTypeUrl(), req.GetErrorDetail().GetMessage())
+	if t.OnReject != nil {
+		t.OnReject(nodeID, req.GetTypeUrl())
+	}
 }
 
 func (t *Tracker) nack(nodeID, typeURL, version, detail string) {

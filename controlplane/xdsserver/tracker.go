@@ -60,6 +60,10 @@ type Tracker struct {
 	// OnDirty is called when a proxy's status changed (for persistence).
 	// Set it before serving.
 	OnDirty func(nodeID string)
+	// OnReject is called when this replica's guard recorded that a node
+	// rejected a type (for sharing with the other replicas; see
+	// Rejection). Set it before serving.
+	OnReject func(nodeID, typeURL string)
 	// onSent, when set, sees every response sent; tests count resends with
 	// it (SetOnSent). Guarded by mu.
 	onSent func(nodeID, typeURL, version string)
@@ -192,6 +196,7 @@ func (t *Tracker) register(id int64, node *corev3.Node, protocol string) *stream
 	st.nodeID = node.GetId()
 	st.gen = t.cache.groups.Generation()
 	key := t.cache.groups.Of(node)
+	prior := t.cache.rejectionsOf(st.nodeID)
 	t.mu.Lock()
 	t.conns[st.nodeID]++
 	fresh := t.proxies[st.nodeID] == nil
@@ -200,6 +205,11 @@ func (t *Tracker) register(id int64, node *corev3.Node, protocol string) *stream
 			ID: st.nodeID, Service: node.GetCluster(), Flavor: key.Flavor, Group: key.String(),
 			Replica: t.replica, ConnectedAt: time.Now().UTC(), Protocol: protocol,
 			Types: map[string]*api.TypeStatus{},
+		}
+		// What it rejected before, here or on another replica, and is held
+		// back from it: it is rejecting, not converged on what it gets.
+		for _, rj := range prior {
+			markRejected(p, rj)
 		}
 		t.proxies[st.nodeID] = p
 		if t.members[p.Group] == nil {

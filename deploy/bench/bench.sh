@@ -10,9 +10,13 @@ OUT=${BENCH_OUT:-docs/benchmarks.md}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bulwark-bench.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT INT TERM
 
+# Progress: a line per phase on stderr ("== 1/3 ..."), the benchmark
+# results as each finishes, and the fleet simulator's own phase lines with
+# their counts (streams warm, converged) every few seconds.
 BENCH_CMD="$GO test -run '^\$' -bench . -benchmem -benchtime=3x ./xds/ ./controlplane/"
-echo "== $BENCH_CMD"
+echo "== 1/3 Go benchmarks of ./xds/ and ./controlplane/ (compiling first): $BENCH_CMD" >&2
 "$GO" test -run '^$' -bench . -benchmem -benchtime=3x ./xds/ ./controlplane/ | tee "$TMP/bench.txt"
+echo "== 2/3 $(grep -c '^Benchmark' "$TMP/bench.txt") benchmark results; appending them to $OUT" >&2
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || true)
 mem=$(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo 2>/dev/null || true)
@@ -26,7 +30,7 @@ mem=$(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo 2>/dev/null 
 	printf '```\n'
 } >> "$OUT"
 
-echo "== short fleet run"
+echo "== 3/3 short fleet run: 1,000 streams over 10 sources, 100 services, 3 writes (building the binaries first)" >&2
 sh deploy/bench/fleet.sh --streams 1000 --sources 10 --seed-services 100 --writes 3 \
 	--append-md "$OUT" --out "$TMP/fleet.json" > /dev/null
-echo "appended to $OUT"
+echo "== done: appended to $OUT" >&2

@@ -105,6 +105,11 @@ func (a *Applier) guarded(ctx context.Context, who string, dryRun bool, names []
 				return nil
 			}
 		} else if err == nil {
+			// Nothing to write (unchanged, or a dry run): answer only if the
+			// store answers a linearizable read, as a write would need.
+			if _, err := a.store.Revision(ctx); err != nil {
+				return fmt.Errorf("read the store: %w", err)
+			}
 			p.finish(read)
 			return nil
 		}

@@ -113,7 +113,6 @@ func overflowGuard(h http.Handler, limit int) http.Handler {
 	})
 }
 
-
 // limitListener counts open connections; see Limits.MaxConns.
 type limitListener struct {
 	net.Listener

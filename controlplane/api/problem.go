@@ -53,8 +53,8 @@ const (
 	ProblemStoreUnavailable = "store-unavailable"
 	// ProblemBusy: the replica refuses the request for its load (too many
 	// connections, writes that kept losing races); retry later.
-	ProblemBusy = "busy"
-	ProblemInternal         = "internal"
+	ProblemBusy     = "busy"
+	ProblemInternal = "internal"
 )
 
 // Bounds on a problem, so that no input makes a large answer: at most

@@ -68,13 +68,13 @@ func (r *relay) accept() {
 			return
 		}
 		r.mu.Lock()
-		cut := r.cut
+		cut, target := r.cut, r.target
 		r.mu.Unlock()
 		if cut {
 			c.Close()
 			continue
 		}
-		s, err := net.DialTimeout("tcp", r.target, time.Second)
+		s, err := net.DialTimeout("tcp", target, time.Second)
 		if err != nil {
 			c.Close()
 			continue
@@ -96,6 +96,13 @@ func (r *relay) accept() {
 		go pipe(s, c)
 		go pipe(c, s)
 	}
+}
+
+// retarget points the relay at a member's new port.
+func (r *relay) retarget(target string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.target = target
 }
 
 func (r *relay) setCut(cut bool) {
@@ -215,9 +222,16 @@ func (c *etcdCluster) stop(i int) {
 	m.etcd = nil
 }
 
-// restart starts member i again on its data.
+// restart starts member i again on its data. It listens on new ports behind
+// the same relays: the ports it had may have been taken meanwhile (by an
+// outgoing connection's ephemeral port, for one).
 func (c *etcdCluster) restart(i int) {
 	m := c.members[i]
+	clientAddr, peerAddr := freePort(c.t), freePort(c.t)
+	m.cfg.ListenClientUrls = []url.URL{{Scheme: "http", Host: clientAddr}}
+	m.cfg.ListenPeerUrls = []url.URL{{Scheme: "http", Host: peerAddr}}
+	m.client.retarget(clientAddr)
+	m.peer.retarget(peerAddr)
 	m.client.setCut(false)
 	m.peer.setCut(false)
 	require.NoError(c.t, c.start(m))

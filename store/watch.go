@@ -169,8 +169,7 @@ func (s *Store) watchFrom(ctx context.Context, rev int64, out chan<- Event, rp *
 			continue // created, or a progress notification
 		}
 		ev := s.toEvent(resp.Events)
-		// Resume after the last event, even one reported with an earlier revision.
-		rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+		rev = ev.Revision
 		if len(ev.Changes) == 0 && len(ev.Problems) == 0 && !s.touchesGuards(resp.Events) {
 			continue // only history records changed
 		}
@@ -182,60 +181,58 @@ func (s *Store) watchFrom(ctx context.Context, rev int64, out chan<- Event, rp *
 	return rev, false, progressed, errors.New("watch channel closed")
 }
 
-// toEvent turns etcd events into changes. The revision is the last event's:
-// a watch response's header may run ahead of the events it carries.
+// toEvent turns etcd events into changes. The revision is that of the
+// content: the last event's among those of resource and endpoint keys (a
+// watch response's header may run ahead of the events it carries, and one
+// response may also carry history records written after the content, which
+// must not raise the content revision: every replica gives the same content
+// the same revision). A response of history records alone has the last
+// event's revision and no changes.
 func (s *Store) toEvent(evs []*clientv3.Event) Event {
 	ev := Event{Revision: evs[len(evs)-1].Kv.ModRevision}
-	// relevant is the revision of the last event that is a change, a
-	// problem or a guard: history records written right after a change
-	// (the write log) and delivered in the same response must not make the
-	// change's content look newer than it is.
-	var relevant int64
+	content := int64(0)
 	for _, e := range evs {
-		n := len(ev.Changes) + len(ev.Problems)
-		s.addEvent(&ev, e)
-		if len(ev.Changes)+len(ev.Problems) > n || strings.HasPrefix(string(e.Kv.Key), s.dir(dirGuards)) {
-			relevant = e.Kv.ModRevision
+		key := string(e.Kv.Key)
+		if strings.HasPrefix(key, s.dir(dirGuards)) {
+			// A guarded write's revision, even one that changed no resource.
+			content = max(content, e.Kv.ModRevision)
 		}
-	}
-	if relevant > 0 {
-		ev.Revision = relevant
+		ref, ok := s.parseKey(key)
+		if !ok {
+			if s.inResourceDir(key) && e.Type == mvccpb.PUT {
+				ev.Problems = append(ev.Problems, &ValueError{Key: key, Err: errors.New("malformed key")})
+				content = max(content, e.Kv.ModRevision)
+			}
+			continue
+		}
+		content = max(content, e.Kv.ModRevision)
+		c := Change{Kind: ref.kind, Name: ref.name, Service: ref.service, Instance: ref.instance, Key: key}
+		if e.Type == mvccpb.PUT {
+			if ref.kind == KindEndpoint {
+				ep, err := decodeEndpoint(key, ref, e.Kv.Value)
+				if err != nil {
+					ev.Problems = append(ev.Problems, err)
+					continue
+				}
+				c.Endpoint = &ep
+			} else {
+				r, err := s.decodeResource(e.Kv.Key, e.Kv.Value, e.Kv.ModRevision)
+				if err != nil {
+					ev.Problems = append(ev.Problems, err)
+					continue
+				}
+				c.Resource = r
+			}
+		}
+		ev.Changes = append(ev.Changes, c)
 	}
 	for _, p := range ev.Problems {
 		s.log.Warn("watch: skipping a stored value; consumers keep the last good one", "error", p)
 	}
+	if content > 0 {
+		ev.Revision = content
+	}
 	return ev
-}
-
-// addEvent turns one etcd event into a change or a problem of ev, if any.
-func (s *Store) addEvent(ev *Event, e *clientv3.Event) {
-	key := string(e.Kv.Key)
-	ref, ok := s.parseKey(key)
-	if !ok {
-		if s.inResourceDir(key) && e.Type == mvccpb.PUT {
-			ev.Problems = append(ev.Problems, &ValueError{Key: key, Err: errors.New("malformed key")})
-		}
-		return
-	}
-	c := Change{Kind: ref.kind, Name: ref.name, Service: ref.service, Instance: ref.instance, Key: key}
-	if e.Type == mvccpb.PUT {
-		if ref.kind == KindEndpoint {
-			ep, err := decodeEndpoint(key, ref, e.Kv.Value)
-			if err != nil {
-				ev.Problems = append(ev.Problems, err)
-				return
-			}
-			c.Endpoint = &ep
-		} else {
-			r, err := s.decodeResource(e.Kv.Key, e.Kv.Value, e.Kv.ModRevision)
-			if err != nil {
-				ev.Problems = append(ev.Problems, err)
-				return
-			}
-			c.Resource = r
-		}
-	}
-	ev.Changes = append(ev.Changes, c)
 }
 
 // touchesGuards reports whether evs change a guard key. A guarded write

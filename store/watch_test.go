@@ -157,3 +157,27 @@ func TestWatchReportsBadValuesAndSkipsThem(t *testing.T) {
 	require.Empty(t, ev.Problems)
 	require.Equal(t, "fine", ev.Changes[0].Name)
 }
+
+// A watch response may carry a content change and a history record written
+// after it (the write history records every write at the next revision):
+// the event's revision is the content's, the same on every replica, not the
+// record's. A watch from an earlier revision gets the backlog in one response.
+func TestWatchRevisionIsTheContents(t *testing.T) {
+	e := newEnv(t, Options{})
+	ctx := testCtx(t)
+
+	rev0, err := e.st.Put(ctx, service(t, "ledger", 9001), 0)
+	require.NoError(t, err)
+	rev, err := e.st.Put(ctx, service(t, "payments", 9002), 0)
+	require.NoError(t, err)
+	resp, err := e.cli.Put(ctx, e.st.dir(dirWrites)+"00000000000000000099", `{}`)
+	require.NoError(t, err)
+	require.Greater(t, resp.Header.Revision, rev)
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ev := nextChanges(t, e.st.Watch(wctx, rev0))
+	require.Len(t, ev.Changes, 1)
+	require.Equal(t, "payments", ev.Changes[0].Name)
+	require.Equal(t, rev, ev.Revision, "the history record must not raise the content revision")
+}

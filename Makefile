@@ -18,6 +18,8 @@ build:
 ## RUN_ARGS adds flags, e.g. make run RUN_ARGS="--admin-addr 127.0.0.1:18081".
 RUN_ARGS ?=
 run: build
+	@echo "make run: serving examples/policies, kept in sync: edit the files there (the API refuses changes to them without ?force=true)."
+	@echo "make run: this also starts the 10-minute chaos experiment of examples/policies/chaos-payments-503.yaml (10% of the calls to payments that carry the header x-chaos: on fail with 503); stop it at once with: bulwarkctl chaos stop"
 	exec bin/bulwark --data-dir $(DATA_DIR) --sync-dir examples/policies $(RUN_ARGS)
 
 ## install: bulwark, bulwarkctl and bulwark-fleet into $(GOBIN) (default

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/bulwarkmesh/bulwark/controlplane/adminapi"
 	"github.com/bulwarkmesh/bulwark/controlplane/prom"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	// PublishStuckAfter is how long a build or publication may run before
 	// readiness fails (publishing is stuck: no proxy gets new config).
 	PublishStuckAfter time.Duration
+	// AdminLimits bound the admin port's connections and request times;
+	// zero fields take adminapi.DefaultLimits.
+	AdminLimits adminapi.Limits
 
 	// MaxExperimentDuration caps ChaosExperiment.spec.duration.
 	MaxExperimentDuration time.Duration

@@ -136,10 +136,16 @@ func TestGitOpsDirectorySync(t *testing.T) {
 	require.Equal(t, abs, st.Dir)
 	require.Equal(t, source, st.Source)
 
-	// Drift: an edit through the API to a resource the directory owns is
-	// reverted; a resource of another source is left alone.
+	// An edit through the API to a resource the directory owns is refused,
+	// naming the directory and the override; forced, it is reverted (drift);
+	// a resource of another source is left alone.
 	c := h.api("")
-	decode[writeReply](t, c.putYAML("/v1/services/payments", serviceYAML("payments", b.port)), http.StatusOK)
+	p := problem(t, c.putYAML("/v1/services/payments", serviceYAML("payments", b.port)), http.StatusConflict)
+	require.Contains(t, p.Detail, "owned by the directory sync "+source)
+	require.Contains(t, p.Detail, "force=true")
+	p = problem(t, c.del("/v1/services/payments"), http.StatusConflict)
+	require.Contains(t, p.Detail, "owned by the directory sync "+source)
+	decode[writeReply](t, c.putYAML("/v1/services/payments?force=true", serviceYAML("payments", b.port)), http.StatusOK)
 	decode[writeReply](t, c.putYAML("/v1/policies/payments", paymentsPolicy), http.StatusCreated)
 	eventually(t, 10*time.Second, func() error {
 		svc, err := h.store.Get(ctx, policies.KindService, "payments")

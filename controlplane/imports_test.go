@@ -29,6 +29,7 @@ var importRules = []struct {
 	{"controlplane/xdsserver", []string{"store", "controlplane/adminapi", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/gitops", "controlplane/audit"}},
 	{"controlplane/snapshot", []string{"controlplane/adminapi", "controlplane/gitops", "controlplane/fleet", "controlplane/apply"}},
 	{"controlplane/fleet", []string{"controlplane/adminapi", "controlplane/snapshot", "controlplane/gitops", "controlplane/apply"}},
+	{"controlplane/view", []string{"controlplane/adminapi", "controlplane/gitops", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/audit"}},
 	{"controlplane/apply", []string{"controlplane/adminapi", "controlplane/gitops", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet"}},
 	{"controlplane/audit", []string{"store", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi"}},
 	{"controlplane/prom", []string{"store", "xds", "controlplane/xdsserver", "controlplane/snapshot", "controlplane/fleet", "controlplane/apply", "controlplane/adminapi", "controlplane/gitops", "controlplane/audit", "controlplane/experiments", "controlplane/metrics"}},

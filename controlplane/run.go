@@ -23,7 +23,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -156,6 +155,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 			ListenClient: cp.cfg.EmbeddedEtcdListen,
 			ListenPeer:   cp.cfg.EmbeddedEtcdPeer,
 			MaxTxnOps:    embedded.DefaultMaxTxnOps,
+			Logger:       etcdLogger(log),
 		})
 		if err != nil {
 			return err // its errors begin with "embedded etcd"
@@ -246,8 +246,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 	cp.duties = newDuties(cp.client, cp.store.Prefix(), cp.cfg.Replica, cp.metrics, log)
 	deps.Leaders = cp.duties.Leaders
 	cp.api = adminapi.New(deps)
-	cp.admin = &http.Server{Handler: withConsole(cp.api.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	cp.admin, cp.adminLis = adminapi.HTTPServer(withConsole(cp.api.Handler()), cp.adminLis, cp.cfg.AdminLimits, log)
 
 	cp.goLoop(func() { cp.health.watch(ctx, time.Second) })
 	cp.goLoop(func() { cp.status.Run(ctx, fleet.FlushEvery) })
@@ -257,6 +256,7 @@ func (cp *ControlPlane) Start(ctx context.Context) (err error) {
 			log.Error("store loader stopped", "err", err)
 		}
 	})
+	cp.goLoop(func() { cp.applier.Run(ctx) })
 	cp.goLoop(func() { cp.sweepGroups(ctx) })
 	if cp.sync != nil {
 		// One replica at a time applies the directory (see election.go).

@@ -131,6 +131,11 @@ func CheckDuration(d Duration, offOK bool) string {
 		return fmt.Sprintf("must be > 0 (got %s)", d)
 	case d.D() > MaxDuration:
 		return fmt.Sprintf("must be at most %s (got %s)", Duration(MaxDuration), d)
+	case d.D() < time.Millisecond:
+		return fmt.Sprintf("must be at least 1ms (got %s): proxies count these durations in whole milliseconds, and Envoy would truncate it to 0, which for a timeout means none at all", d)
+	case d.D()%time.Millisecond != 0:
+		return fmt.Sprintf("must be a whole number of milliseconds (got %s): Envoy truncates durations to milliseconds; write %s or %s",
+			d, Duration(d.D().Truncate(time.Millisecond)), Duration(d.D().Truncate(time.Millisecond)+time.Millisecond))
 	}
 	return ""
 }

@@ -123,8 +123,9 @@ func DecodeAll(data []byte) ([]Resource, error) {
 		out  []Resource
 		errs DecodeErrors
 		idx  int
+		b    budget
 	)
-	for {
+	for !b.exhausted() {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
@@ -140,7 +141,10 @@ func DecodeAll(data []byte) ([]Resource, error) {
 		root := doc.Content[0]
 		if items := listItems(root); items != nil {
 			for _, item := range items {
-				r, derr := decodeNode(item, idx, false)
+				if b.exhausted() {
+					break
+				}
+				r, derr := decodeNode(item, idx, false, &b)
 				idx++
 				if derr != nil {
 					errs = append(errs, derr)
@@ -150,7 +154,7 @@ func DecodeAll(data []byte) ([]Resource, error) {
 			}
 			continue
 		}
-		r, derr := decodeNode(root, idx, false)
+		r, derr := decodeNode(root, idx, false, &b)
 		idx++
 		if derr != nil {
 			errs = append(errs, derr)
@@ -190,7 +194,7 @@ func DecodeStored(data []byte) (Resource, error) {
 	if len(doc.Content) == 0 {
 		return nil, errors.New("empty value")
 	}
-	r, derr := decodeNode(doc.Content[0], 0, true)
+	r, derr := decodeNode(doc.Content[0], 0, true, &budget{})
 	if derr != nil {
 		return nil, derr
 	}
@@ -227,7 +231,7 @@ func listItems(n *yaml.Node) []*yaml.Node {
 }
 
 // decodeNode decodes one resource from its YAML node.
-func decodeNode(n *yaml.Node, idx int, stored bool) (Resource, *DocumentError) {
+func decodeNode(n *yaml.Node, idx int, stored bool, b *budget) (Resource, *DocumentError) {
 	derr := &DocumentError{Index: idx}
 	if n.Kind != yaml.MappingNode {
 		derr.Violations = Violations{{Message: "a resource must be a mapping with apiVersion, kind, metadata and spec", Line: n.Line}}
@@ -268,7 +272,7 @@ func decodeNode(n *yaml.Node, idx int, stored bool) (Resource, *DocumentError) {
 		derr.Violations = Violations{{Field: "kind", Message: fmt.Sprintf("unknown kind %q: use Service, ResiliencePolicy or ChaosExperiment", head.kind), Line: head.line}}
 		return nil, derr
 	}
-	d := &nodeDecoder{stored: stored}
+	d := &nodeDecoder{stored: stored, budget: b}
 	d.decode(n, reflect.ValueOf(r).Elem(), "")
 	if head.apiVersion != APIVersion {
 		d.add("apiVersion", n.Line, fmt.Sprintf("must be %q, got %q", APIVersion, head.apiVersion))
@@ -285,34 +289,58 @@ type nodeDecoder struct {
 	vs Violations
 	// stored admits server-owned fields (status), present in stored values only.
 	stored bool
-	// steps counts the values and keys visited: YAML aliases can make a
-	// small document expand into an enormous one.
-	steps int
+	// budget is shared by every document of one bundle.
+	budget *budget
 }
 
-// Bounds on the work and the report for one document.
+// budget bounds the work and the report of one decoding (a whole bundle):
+// YAML aliases can make a small body expand into an enormous one.
+type budget struct {
+	// steps counts the values and keys visited.
+	steps int
+	// violations counts the violations reported.
+	violations int
+}
+
+// Bounds on the work and the report of one decoding.
 const (
-	maxDecodeSteps = 1 << 20
-	maxViolations  = 1000
+	// maxDecodeSteps bounds the YAML values one decoding visits: a 1 MiB body
+	// of real resources holds well under 100,000 (an endpoint is 5).
+	maxDecodeSteps = 1 << 18
+	// MaxViolations bounds the violations reported for one resource, or one
+	// decoded bundle; one more says that there were more.
+	MaxViolations = 1000
 )
+
+// exhausted reports whether the budget is spent.
+func (b *budget) exhausted() bool { return b.steps >= maxDecodeSteps || b.violations > MaxViolations }
 
 func (d *nodeDecoder) add(path string, line int, msg string) {
 	switch {
-	case len(d.vs) < maxViolations:
+	case d.budget.violations < MaxViolations:
 		d.vs = append(d.vs, Violation{Field: path, Message: msg, Line: line})
-	case len(d.vs) == maxViolations:
-		d.vs = append(d.vs, Violation{Message: fmt.Sprintf("more than %d problems; fix these first", maxViolations)})
+	case d.budget.violations == MaxViolations:
+		d.vs = append(d.vs, moreViolations())
+	default:
+		return
 	}
+	d.budget.violations++
+}
+
+func moreViolations() Violation {
+	return Violation{Message: fmt.Sprintf("more than %d problems; fix these first", MaxViolations)}
 }
 
 // step counts one value or key; it reports false, once with a violation,
-// when the document is too large to decode (aliases expanding it).
+// when the input is too large to decode (aliases expanding it).
 func (d *nodeDecoder) step(path string, line int) bool {
-	d.steps++
-	if d.steps == maxDecodeSteps {
-		d.vs = append(d.vs, Violation{Field: path, Line: line, Message: fmt.Sprintf("the document expands to more than %d values (through YAML aliases?); simplify it", maxDecodeSteps)})
+	d.budget.steps++
+	if d.budget.steps == maxDecodeSteps {
+		// First: it explains the others (the decoding stopped there).
+		d.vs = append([]Violation{{Field: path, Line: line, Message: fmt.Sprintf("the input expands to more than %d values (through YAML aliases?); simplify it", maxDecodeSteps)}}, d.vs...)
+		d.budget.violations++
 	}
-	return d.steps < maxDecodeSteps
+	return d.budget.steps < maxDecodeSteps
 }
 
 var durationType = reflect.TypeOf(Duration(0))

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Guardrails for chaos experiments when the server sets none.
@@ -85,8 +87,23 @@ type validator struct {
 	vs   Violations
 }
 
+// add records a violation; past MaxViolations, one more says there were more.
 func (v *validator) add(field, format string, args ...any) {
-	v.vs = append(v.vs, Violation{Field: field, Message: fmt.Sprintf(format, args...)})
+	switch {
+	case len(v.vs) < MaxViolations:
+		v.vs = append(v.vs, Violation{Field: field, Message: fmt.Sprintf(format, args...)})
+	case len(v.vs) == MaxViolations:
+		v.vs = append(v.vs, moreViolations())
+	}
+}
+
+// Bounded returns at most MaxViolations of vs, and one more saying there
+// were more when it cut.
+func (vs Violations) Bounded() Violations {
+	if len(vs) <= MaxViolations {
+		return vs
+	}
+	return append(vs[:MaxViolations:MaxViolations], moreViolations())
 }
 
 func (v *validator) typeMeta(t TypeMeta, kind string) {
@@ -106,6 +123,34 @@ func (v *validator) metadata(m *Metadata) {
 	if m.Revision < 0 {
 		v.add("metadata.revision", "must not be negative (got %d)", m.Revision)
 	}
+	if msg := CheckSource(m.Source); msg != "" {
+		v.add("metadata.source", "%s", msg)
+	}
+}
+
+// MaxSourceLength bounds metadata.source (and the source of an apply): a
+// directory sync's "dir:" and an absolute path fit.
+const MaxSourceLength = 512
+
+// CheckSource returns what is wrong with a source ("dir:/srv/policies",
+// "ci", "team-payments"), or "" when it is fine: at most MaxSourceLength
+// bytes of printable characters, no control characters (newlines, tabs),
+// no surrounding spaces.
+func CheckSource(s string) string {
+	switch {
+	case len(s) > MaxSourceLength:
+		return fmt.Sprintf("must be at most %d bytes (got %d)", MaxSourceLength, len(s))
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	case strings.TrimSpace(s) != s:
+		return fmt.Sprintf("must not start or end with spaces (got %q)", s)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return fmt.Sprintf("must hold printable characters only, no newline, tab or other control character (got %q)", s)
+		}
+	}
+	return ""
 }
 
 // service checks a Service. A service may have neither endpoints nor dns:
@@ -122,8 +167,13 @@ func (v *validator) service(sp *ServiceSpec, self string) {
 	}
 	seen := map[string]int{}
 	for i, ep := range sp.Endpoints {
+		if len(v.vs) > MaxViolations {
+			break // nothing more can be reported
+		}
 		path := fmt.Sprintf("spec.endpoints[%d]", i)
-		v.vs = append(v.vs, ValidateEndpoint(path, ep)...)
+		for _, x := range ValidateEndpoint(path, ep) {
+			v.add(x.Field, "%s", x.Message)
+		}
 		key := net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port))
 		if j, dup := seen[key]; dup {
 			v.add(path, "duplicates spec.endpoints[%d] (%s)", j, key)

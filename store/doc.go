@@ -13,6 +13,7 @@
 //	/v1/endpoints/<service>/<instance>        Endpoint (JSON), leased for its TTL
 //	/v1/status/<replica>/<node>               proxy status of one replica, leased per replica
 //	/v1/history/experiments/<name>/<start>    one record per run of an experiment
+//	/v1/guards/<name>                         empty; its mod revision is when a guarded write last touched it (ApplyGuarded)
 //	/v1/steadystate/<name>/<start>            the steady-state readings and verdict of that run (JSON)
 //	/v1/xds-rejections/<node>/<type URL>      what a proxy rejected (JSON), leased per replica (RejectionTTL)
 //	/v1/work/leader/<duty>/<lease>            election of a singleton duty (go.etcd.io/etcd/client/v3/concurrency)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,8 @@ type Change struct {
 	Name string
 	// Service and Instance are set for endpoints.
 	Service, Instance string
+	// Key is the etcd key that changed.
+	Key string
 	// Resource is the new value of a resource, with metadata.revision set; nil on delete.
 	Resource policies.Resource
 	// Endpoint is the new value of an endpoint; nil on delete.
@@ -167,7 +170,7 @@ func (s *Store) watchFrom(ctx context.Context, rev int64, out chan<- Event, rp *
 		}
 		ev := s.toEvent(resp.Events)
 		rev = ev.Revision
-		if len(ev.Changes) == 0 && len(ev.Problems) == 0 {
+		if len(ev.Changes) == 0 && len(ev.Problems) == 0 && !s.touchesGuards(resp.Events) {
 			continue // only history records changed
 		}
 		rp.observe(ev)
@@ -190,6 +193,10 @@ func (s *Store) toEvent(evs []*clientv3.Event) Event {
 	content := int64(0)
 	for _, e := range evs {
 		key := string(e.Kv.Key)
+		if strings.HasPrefix(key, s.dir(dirGuards)) {
+			// A guarded write's revision, even one that changed no resource.
+			content = max(content, e.Kv.ModRevision)
+		}
 		ref, ok := s.parseKey(key)
 		if !ok {
 			if s.inResourceDir(key) && e.Type == mvccpb.PUT {
@@ -199,7 +206,7 @@ func (s *Store) toEvent(evs []*clientv3.Event) Event {
 			continue
 		}
 		content = max(content, e.Kv.ModRevision)
-		c := Change{Kind: ref.kind, Name: ref.name, Service: ref.service, Instance: ref.instance}
+		c := Change{Kind: ref.kind, Name: ref.name, Service: ref.service, Instance: ref.instance, Key: key}
 		if e.Type == mvccpb.PUT {
 			if ref.kind == KindEndpoint {
 				ep, err := decodeEndpoint(key, ref, e.Kv.Value)
@@ -226,6 +233,19 @@ func (s *Store) toEvent(evs []*clientv3.Event) Event {
 		ev.Revision = content
 	}
 	return ev
+}
+
+// touchesGuards reports whether evs change a guard key. A guarded write
+// whose resource changes were no-ops (a deletion of what was already gone)
+// touches only guards; its event, without changes, still tells consumers
+// that they have seen its revision.
+func (s *Store) touchesGuards(evs []*clientv3.Event) bool {
+	for _, e := range evs {
+		if strings.HasPrefix(string(e.Kv.Key), s.dir(dirGuards)) {
+			return true
+		}
+	}
+	return false
 }
 
 func send(ctx context.Context, out chan<- Event, ev Event) bool {

@@ -112,6 +112,14 @@ type plan struct {
 	puts    []policies.Resource
 	release []clientv3.LeaseID // leases of replaced or stopped experiment runs
 	started []startedRun
+	// guards are the comparisons of a Guard (see ApplyGuarded), and
+	// guardReads the reads that tell, when one fails, the newest revision
+	// among the keys it compares.
+	guards     []clientv3.Cmp
+	guardReads []clientv3.Op
+	// failedAt is, after a failed transaction, the newest mod revision of
+	// the keys its guards compare.
+	failedAt int64
 }
 
 // apply runs ops as one transaction, re-planning when a key the plan read
@@ -235,6 +243,8 @@ func (s *Store) commit(ctx context.Context, p *plan) (rev int64, retry bool, err
 			reads = append(reads, clientv3.OpGet(c.key, clientv3.WithKeysOnly()))
 		}
 	}
+	cmps = append(cmps, p.guards...)
+	reads = append(reads, p.guardReads...)
 	writes := make([]clientv3.Op, 0, len(p.writes))
 	for _, w := range p.writes {
 		switch {
@@ -259,6 +269,13 @@ func (s *Store) commit(ctx context.Context, p *plan) (rev int64, retry bool, err
 	}
 	if !resp.Succeeded {
 		revokeGranted()
+		for _, r := range resp.Responses[len(reads)-len(p.guardReads):] {
+			if rr := r.GetResponseRange(); rr != nil {
+				for _, kv := range rr.Kvs {
+					p.failedAt = max(p.failedAt, kv.ModRevision)
+				}
+			}
+		}
 		var errs []error
 		j := 0 // reads exist only for checks with a comparison, in order
 		for _, c := range p.checks {

@@ -48,6 +48,7 @@ func runApply(e *env, args []string) int {
 	dryRun := fs.Bool("dry-run", false, "show what would change, and the lint warnings, without writing")
 	prune := fs.Bool("prune", false, "delete what --source applied before and the files no longer declare")
 	source := fs.String("source", "", "recorded on every resource written; with --prune, what may be deleted (e.g. ci, team-payments)")
+	force := fs.Bool("force", false, "also change resources a directory sync owns (its next pass restores them)")
 	yes := fs.Bool("yes", false, "with --prune: delete without asking")
 	output := outputFlag(fs, "table", "json")
 	if _, code, ok := e.parseArgs(fs, "apply", args, 0, 0); !ok {
@@ -83,6 +84,9 @@ func runApply(e *env, args []string) int {
 	}
 	if *source != "" {
 		q.Set("source", *source)
+	}
+	if *force {
+		q.Set("force", "true")
 	}
 	target := "/v1/apply"
 	if len(q) > 0 {

@@ -194,6 +194,7 @@ func faultString(sp policies.ExperimentSpec) string {
 // runDelete deletes one resource; deleting an experiment stops it.
 func runDelete(e *env, args []string) int {
 	fs := e.newFlagSet("delete")
+	force := fs.Bool("force", false, "also delete a resource a directory sync owns (its next pass restores it)")
 	pos, code, ok := e.parseArgs(fs, "delete", args, 2, 2)
 	if !ok {
 		return code
@@ -206,8 +207,12 @@ func runDelete(e *env, args []string) int {
 	if err != nil {
 		return e.usageError(fs, "delete", err.Error())
 	}
+	target := "/v1/" + k.plural + "/" + url.PathEscape(pos[1])
+	if *force {
+		target += "?force=true"
+	}
 	var res writeAnswer
-	if err := c.call("DELETE", "/v1/"+k.plural+"/"+url.PathEscape(pos[1]), "", nil, &res); err != nil {
+	if err := c.call("DELETE", target, "", nil, &res); err != nil {
 		return e.fail("delete", err)
 	}
 	verb := "deleted"

@@ -95,12 +95,15 @@ func parseBody(format bodyFormat, body []byte) ([]policies.Resource, error) {
 		}
 		var vs []api.Violation
 		for _, de := range des {
+			if len(vs) > policies.MaxViolations {
+				break
+			}
 			// Guardrails are the server's to judge once the document decodes.
 			lax := policies.ValidateOptions{MaxFaultPercent: 100, MaxExperimentDuration: math.MaxInt64}
 			all := append(append(policies.Violations(nil), de.Violations...), de.ValidatePartial(lax)...)
 			vs = append(vs, api.FromViolations(fmt.Sprintf("items[%d]", de.Index), all)...)
 		}
-		return nil, api.Invalid(des.Error(), vs...)
+		return nil, api.Invalid(api.Summary(len(des), "invalid document(s)", vs), vs...)
 	}
 	if len(rs) == 0 {
 		return nil, api.Invalid("the body holds no resource", api.Violation{Field: "items", Message: "no resource: send one or more documents with apiVersion, kind, metadata and spec"})

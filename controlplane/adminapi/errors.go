@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
 	"github.com/bulwarkmesh/bulwark/controlplane/apply"
@@ -27,6 +28,7 @@ func (s *Server) problemOf(err error) *api.Problem {
 		inv      *apply.InvalidError
 		vs       policies.Violations
 		pc       *apply.PolicyConflictError
+		own      *apply.OwnedError
 		ce       *store.ConflictError
 		maxBytes *http.MaxBytesError
 	)
@@ -34,15 +36,21 @@ func (s *Server) problemOf(err error) *api.Problem {
 	case errors.As(err, &p):
 		return p
 	case errors.As(err, &inv):
-		return api.Invalid(fmt.Sprintf("%d invalid field(s): %s", len(inv.Violations), inv.Violations.Error()), api.FromViolations("", inv.Violations)...)
+		avs := api.FromViolations("", inv.Violations.Bounded())
+		return api.Invalid(api.Summary(len(inv.Violations), "invalid field(s)", avs), avs...)
 	case errors.As(err, &vs):
-		return api.Invalid(vs.Error(), api.FromViolations("", vs)...)
+		avs := api.FromViolations("", vs.Bounded())
+		return api.Invalid(api.Summary(len(vs), "invalid field(s)", avs), avs...)
 	case errors.As(err, &pc):
 		p := api.NewProblem(http.StatusConflict, api.ProblemConflict, pc.Error()+"; give one policy a more specific target, or drop the field from one of them")
 		p.Conflicts = pc.Conflicts
 		return p
+	case errors.As(err, &own):
+		return api.NewProblem(http.StatusConflict, api.ProblemConflict, joinedDetail(err))
+	case errors.Is(err, apply.ErrBusy):
+		return api.NewProblem(http.StatusServiceUnavailable, api.ProblemBusy, err.Error())
 	case errors.As(err, &ce):
-		detail := ce.Error()
+		detail := joinedDetail(err)
 		if ce.Expected > 0 {
 			detail += "; read the resource again and retry with its current revision"
 		}
@@ -76,4 +84,17 @@ func (s *Server) storeProblem(err error) *api.Problem {
 		}
 	}
 	return api.NewProblem(http.StatusServiceUnavailable, api.ProblemStoreUnavailable, detail)
+}
+
+// joinedDetail is the detail of an error that may join several (one per
+// resource of a bundle): each on its own, separated by "; ".
+func joinedDetail(err error) string {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts := make([]string, 0, len(j.Unwrap()))
+		for _, e := range j.Unwrap() {
+			parts = append(parts, e.Error())
+		}
+		return strings.Join(parts, "; ")
+	}
+	return err.Error()
 }

@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
@@ -80,7 +81,11 @@ func (s *Server) putResource(kind string) http.HandlerFunc {
 		if expect == 0 {
 			expect = res.GetMeta().Revision
 		}
-		ctx, cancel := s.storeCtx(r)
+		ctx, cancel, err := s.writeCtx(r)
+		if err != nil {
+			s.sendError(w, r, err)
+			return
+		}
 		defer cancel()
 		out, err := s.Applier.Put(ctx, res, expect, callerOf(r.Context()))
 		if err != nil {
@@ -112,7 +117,11 @@ func (s *Server) deleteResource(kind string) http.HandlerFunc {
 			s.sendError(w, r, err)
 			return
 		}
-		ctx, cancel := s.storeCtx(r)
+		ctx, cancel, err := s.writeCtx(r)
+		if err != nil {
+			s.sendError(w, r, err)
+			return
+		}
 		defer cancel()
 		out, err := s.Applier.Delete(ctx, kind, name, expect, callerOf(r.Context()))
 		if err != nil {
@@ -149,7 +158,16 @@ func (s *Server) serveApply(w http.ResponseWriter, r *http.Request) {
 		s.sendError(w, r, err)
 		return
 	}
+	force, err := boolParam(r, "force")
+	if err != nil {
+		s.sendError(w, r, err)
+		return
+	}
 	source := r.URL.Query().Get("source")
+	if msg := policies.CheckSource(source); msg != "" {
+		s.sendError(w, r, api.Invalid("query parameter source "+msg, api.Violation{Field: "source", Message: msg}))
+		return
+	}
 	if prune && source == "" {
 		s.sendError(w, r, api.Invalid("prune needs a source: it deletes only what that source applied before",
 			api.Violation{Field: "source", Message: "required with prune=true"}))
@@ -171,7 +189,7 @@ func (s *Server) serveApply(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.storeCtx(r)
 	defer cancel()
-	res, err := s.Applier.Apply(ctx, apply.Request{Resources: rs, Source: source, Prune: prune, DryRun: dry, Who: callerOf(r.Context())})
+	res, err := s.Applier.Apply(ctx, apply.Request{Resources: rs, Source: source, Prune: prune, DryRun: dry, Force: force, Who: callerOf(r.Context())})
 	if err != nil {
 		s.sendError(w, r, err)
 		return
@@ -181,4 +199,18 @@ func (s *Server) serveApply(w http.ResponseWriter, r *http.Request) {
 		res.Warnings = []policies.Finding{}
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// writeCtx is storeCtx for a single write, carrying ?force=true (a change
+// of what a directory sync owns) to the applier.
+func (s *Server) writeCtx(r *http.Request) (context.Context, context.CancelFunc, error) {
+	force, err := boolParam(r, "force")
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := s.storeCtx(r)
+	if force {
+		ctx = apply.WithForce(ctx)
+	}
+	return ctx, cancel, nil
 }

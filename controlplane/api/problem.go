@@ -2,8 +2,10 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/bulwarkmesh/bulwark/policies"
 )
@@ -49,19 +51,70 @@ const (
 	ProblemUnauthorized     = "unauthorized"
 	ProblemForbidden        = "forbidden"
 	ProblemStoreUnavailable = "store-unavailable"
-	ProblemInternal         = "internal"
+	// ProblemBusy: the replica refuses the request for its load (too many
+	// connections, writes that kept losing races); retry later.
+	ProblemBusy     = "busy"
+	ProblemInternal = "internal"
 )
 
-// NewProblem returns a problem of a type with an HTTP status and a detail.
+// Bounds on a problem, so that no input makes a large answer: at most
+// policies.MaxViolations violations (and one saying there were more), each
+// message and the detail cut to a length.
+const (
+	MaxDetailBytes  = 4096
+	MaxMessageBytes = 512
+)
+
+// NewProblem returns a problem of a type with an HTTP status and a detail
+// (cut to MaxDetailBytes).
 func NewProblem(code int, typ, detail string) *Problem {
-	return &Problem{Type: "urn:bulwark:problem:" + typ, Title: http.StatusText(code), Status: code, Detail: detail}
+	return &Problem{Type: "urn:bulwark:problem:" + typ, Title: http.StatusText(code), Status: code, Detail: cut(detail, MaxDetailBytes)}
 }
 
-// Invalid returns a 400 problem with violations.
+// Invalid returns a 400 problem with violations, bounded (see MaxDetailBytes).
 func Invalid(detail string, vs ...Violation) *Problem {
 	p := NewProblem(http.StatusBadRequest, ProblemInvalid, detail)
+	if len(vs) > policies.MaxViolations {
+		vs = append(vs[:policies.MaxViolations:policies.MaxViolations],
+			Violation{Message: fmt.Sprintf("more than %d problems; fix these first", policies.MaxViolations)})
+	}
+	for i := range vs {
+		vs[i].Field = cut(vs[i].Field, MaxMessageBytes)
+		vs[i].Message = cut(vs[i].Message, MaxMessageBytes)
+	}
 	p.Violations = vs
 	return p
+}
+
+// Summary is a detail for violations: how many of what, and the first few.
+func Summary(n int, what string, vs []Violation) string {
+	const shown = 5
+	parts := make([]string, 0, shown)
+	for _, v := range vs[:min(len(vs), shown)] {
+		s := v.Message
+		if v.Field != "" {
+			s = v.Field + ": " + s
+		}
+		parts = append(parts, cut(s, MaxMessageBytes))
+	}
+	detail := fmt.Sprintf("%d %s: %s", n, what, strings.Join(parts, "; "))
+	if len(vs) > shown {
+		detail += fmt.Sprintf("; and %d more (see violations)", len(vs)-shown)
+	}
+	return detail
+}
+
+// cut shortens s to at most n bytes, on a character boundary, marking the cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "… (cut)"
+	end := n - len(mark)
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return s[:end] + mark
 }
 
 // FromViolations converts policy violations, prefixing their fields.

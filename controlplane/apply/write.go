@@ -2,12 +2,14 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/bulwarkmesh/bulwark/controlplane/api"
+	"github.com/bulwarkmesh/bulwark/controlplane/view"
 	"github.com/bulwarkmesh/bulwark/policies"
 	"github.com/bulwarkmesh/bulwark/store"
 )
@@ -15,95 +17,130 @@ import (
 // Put writes one resource with the checks of Apply (validation,
 // guardrails, no new conflict of equal specificity). expectRev > 0 makes it
 // a compare-and-swap: a *store.ConflictError when the stored revision
-// differs. A metadata.source left empty keeps the stored one. Writing an
-// experiment starts it; a running experiment is not replaced by another spec.
+// differs; without it the last writer wins (a write that loses a race with
+// another checks again on what the other wrote, it is never refused for a
+// revision it did not send). A metadata.source left empty keeps the stored
+// one. Writing an experiment starts it; a running experiment is not replaced
+// by another spec. A resource a directory sync owns is refused with an
+// *OwnedError unless ctx carries WithForce.
 func (a *Applier) Put(ctx context.Context, r policies.Resource, expectRev int64, who string) (*api.WriteResult[policies.Resource], error) {
 	kind, meta := r.GetKind(), r.GetMeta()
 	if vs := policies.Validate(r, a.opts); len(vs) > 0 {
 		return nil, &InvalidError{Violations: vs}
 	}
-	current, _, _, err := a.store.Load(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the store: %w", err)
-	}
-	old := current.Get(kind, meta.Name)
-	var oldRev int64
-	if old != nil {
-		oldRev = old.GetMeta().Revision
-		if meta.Source == "" {
-			meta.Source = old.GetMeta().Source
+	source := meta.Source
+	meta.Revision = 0
+	names := append(guardsOf(r), resourceKey(kind, meta.Name))
+	defer a.locks.lock(false, names...)()
+	var res *api.WriteResult[policies.Resource]
+	err := a.guarded(ctx, who, false, names, func(x *view.Index) (plan, error) {
+		res = &api.WriteResult[policies.Resource]{Kind: kind, Name: meta.Name}
+		old := x.Get(kind, meta.Name)
+		var oldRev int64
+		meta.Source = source
+		if old != nil {
+			oldRev = old.GetMeta().Revision
+			if meta.Source == "" {
+				meta.Source = old.GetMeta().Source
+			}
 		}
-	}
-	if expectRev > 0 && expectRev != oldRev {
-		return nil, &store.ConflictError{Kind: kind, Name: meta.Name, Expected: expectRev, Actual: oldRev}
-	}
-	res := &api.WriteResult[policies.Resource]{Kind: kind, Name: meta.Name}
-	if old != nil && sameResource(old, r) {
-		res.Action, res.Revision, res.Resource = api.ActionUnchanged, oldRev, old
-		res.Warnings = orEmpty(lintFor(current, []api.ApplyItem{{Kind: kind, Name: meta.Name}}))
-		return res, nil
-	}
-	if old != nil && kind == policies.KindExperiment {
-		return nil, api.NewProblem(http.StatusConflict, api.ProblemConflict, fmt.Sprintf(
-			"experiment %s is running with another spec (revision %d); stop it first (DELETE /v1/experiments/%s), then start the new one", meta.Name, oldRev, meta.Name))
-	}
-	next := current.Clone()
-	next.Add(r)
-	if err := newConflicts(current, next); err != nil {
-		return nil, err
-	}
-	op := store.Op{Put: r, ExpectRev: oldRev}
-	res.Action = api.ActionUpdated
-	if old == nil {
-		op.ExpectRev, res.Action = -1, api.ActionCreated
-	}
-	rev, err := a.store.ApplyAs(ctx, []store.Op{op}, who)
+		if err := a.checkExpect(ctx, x, kind, meta.Name, expectRev, oldRev); err != nil {
+			return plan{}, err
+		}
+		current := x.Neighbourhood(r)
+		if old != nil && sameResource(old, r) {
+			res.Action, res.Revision, res.Resource = api.ActionUnchanged, oldRev, old
+			res.Warnings = orEmpty(lintFor(current, []api.ApplyItem{{Kind: kind, Name: meta.Name}}))
+			return plan{finish: func(int64) {}}, nil
+		}
+		if old != nil && kind == policies.KindExperiment {
+			return plan{}, api.NewProblem(http.StatusConflict, api.ProblemConflict, fmt.Sprintf(
+				"experiment %s is running with another spec (revision %d); stop it first (DELETE /v1/experiments/%s), then start the new one", meta.Name, oldRev, meta.Name))
+		}
+		if err := owned(old, "", forced(ctx)); err != nil {
+			return plan{}, err
+		}
+		next := current.Clone()
+		next.Add(r)
+		if err := newConflicts(current, next); err != nil {
+			return plan{}, err
+		}
+		res.Action = api.ActionUpdated
+		if old == nil {
+			res.Action = api.ActionCreated
+		}
+		res.Warnings = orEmpty(lintFor(next, []api.ApplyItem{{Kind: kind, Name: meta.Name}}))
+		return plan{
+			ops:    []store.Op{{Put: r, ExpectRev: expectRev}},
+			guards: guardsOf(r, old),
+			finish: func(rev int64) { res.Revision, res.Resource = rev, r },
+		}, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	meta.Revision = rev
-	res.Revision, res.Resource = rev, r
-	res.Warnings = orEmpty(lintFor(next, []api.ApplyItem{{Kind: kind, Name: meta.Name}}))
 	return res, nil
 }
 
 // Delete deletes one resource, or stops an experiment (recording
-// who). expectRev > 0 makes it a compare-and-swap. A deletion that would
-// leave two policies of equal specificity in conflict is refused.
+// who). expectRev > 0 makes it a compare-and-swap; without it a concurrent
+// write never makes it fail with a conflict. A deletion that would leave two
+// policies of equal specificity in conflict is refused, as is one of what a
+// directory sync owns (unless ctx carries WithForce).
 func (a *Applier) Delete(ctx context.Context, kind, name string, expectRev int64, who string) (*api.WriteResult[policies.Resource], error) {
-	current, _, _, err := a.store.Load(ctx)
+	names := []string{resourceKey(kind, name)}
+	defer a.locks.lock(false, names...)()
+	var res *api.WriteResult[policies.Resource]
+	err := a.guarded(ctx, who, false, names, func(x *view.Index) (plan, error) {
+		old := x.Get(kind, name)
+		if old == nil {
+			// The view may lag behind a write of another replica: ask the store.
+			r, err := a.store.Get(ctx, kind, name)
+			switch {
+			case err == nil && r.GetMeta().Revision > x.Revision():
+				return plan{}, &store.StaleError{Revision: r.GetMeta().Revision}
+			case err != nil && !errors.Is(err, store.ErrNotFound):
+				return plan{}, err
+			}
+			return plan{}, fmt.Errorf("%s %q: %w", kind, name, store.ErrNotFound)
+		}
+		if err := a.checkExpect(ctx, x, kind, name, expectRev, old.GetMeta().Revision); err != nil {
+			return plan{}, err
+		}
+		if err := owned(old, "", forced(ctx)); err != nil {
+			return plan{}, err
+		}
+		refs := x.Referrers(name)
+		current := x.Neighbourhood(append(refs, old)...)
+		next := current.Clone()
+		next.Remove(kind, name)
+		if err := newConflicts(current, next); err != nil {
+			return plan{}, err
+		}
+		res = &api.WriteResult[policies.Resource]{Kind: kind, Name: name, Action: api.ActionDeleted, Warnings: orEmpty(lintAbout(next, refs, name))}
+		return plan{
+			ops:    []store.Op{{DeleteKind: kind, DeleteName: name, ExpectRev: expectRev}},
+			guards: guardsOf(old),
+			finish: func(rev int64) { res.Revision = rev },
+		}, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read the store: %w", err)
-	}
-	old := current.Get(kind, name)
-	if old == nil {
-		return nil, fmt.Errorf("%s %q: %w", kind, name, store.ErrNotFound)
-	}
-	oldRev := old.GetMeta().Revision
-	if expectRev > 0 && expectRev != oldRev {
-		return nil, &store.ConflictError{Kind: kind, Name: name, Expected: expectRev, Actual: oldRev}
-	}
-	next := current.Clone()
-	next.Remove(kind, name)
-	if err := newConflicts(current, next); err != nil {
 		return nil, err
 	}
-	// The comparison on the revision read makes the checks above hold for
-	// what is actually deleted.
-	rev, err := a.store.ApplyAs(ctx, []store.Op{{DeleteKind: kind, DeleteName: name, ExpectRev: oldRev}}, who)
-	if err != nil {
-		return nil, err
-	}
-	return &api.WriteResult[policies.Resource]{Kind: kind, Name: name, Action: api.ActionDeleted, Revision: rev, Warnings: orEmpty(lintAbout(next, name))}, nil
+	return res, nil
 }
 
 // lintAbout returns the findings that concern resources referring to name
-// (a fallback or a target that no longer exists), so a deletion tells what
-// it leaves dangling.
-func lintAbout(set *policies.Set, name string) []policies.Finding {
+// (refs: a fallback or a target that no longer exists), so a deletion tells
+// what it leaves dangling.
+func lintAbout(set *policies.Set, refs []policies.Resource, name string) []policies.Finding {
+	about := map[string]bool{}
+	for _, r := range refs {
+		about[resourceKey(r.GetKind(), r.GetMeta().Name)] = true
+	}
 	var out []policies.Finding
 	for _, f := range policies.Lint(set) {
-		if findingMentions(f, name) {
+		if about[resourceKey(f.Kind, f.Name)] && findingMentions(f, name) {
 			out = append(out, f)
 		}
 	}

@@ -308,8 +308,9 @@ func TestSyncPrunesButRefusesAnEmptyDirectory(t *testing.T) {
 	}
 }
 
-// Drift: an edit made outside the directory to a resource it declares is
-// reverted; a resource of another source is left alone.
+// Drift: an edit made outside the directory to a resource it declares (the
+// applier refuses it unless forced) is reverted; a resource of another
+// source is left alone.
 func TestSyncRevertsDrift(t *testing.T) {
 	e := newEnv(t)
 	e.write(t, "payments.yaml", serviceYAML("payments", 9001))
@@ -317,7 +318,7 @@ func TestSyncRevertsDrift(t *testing.T) {
 	e.waitOK(t)
 
 	ctx := t.Context()
-	_, err := e.applier.Put(ctx, decode(t, serviceYAML("payments", 9009)), 0, "someone")
+	_, err := e.applier.Put(apply.WithForce(ctx), decode(t, serviceYAML("payments", 9009)), 0, "someone")
 	require.NoError(t, err)
 	_, err = e.applier.Put(ctx, decode(t, serviceYAML("ledger", 9002)), 0, "someone")
 	require.NoError(t, err)

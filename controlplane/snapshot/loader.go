@@ -118,7 +118,7 @@ func (l *Loader) load(ctx context.Context) (*policies.Set, int64, error) {
 		if err == nil {
 			l.invalid = map[string]api.BuildProblem{}
 			for i, p := range problems {
-				l.invalid[fmt.Sprintf("decode/%d", i)] = api.BuildProblem{Message: p.Error()}
+				l.invalid[problemKey(p, i)] = api.BuildProblem{Message: p.Error()}
 				l.log.Warn("stored value skipped", "err", p)
 			}
 			clean := policies.NewSet()
@@ -153,13 +153,37 @@ func (l *Loader) check(r policies.Resource) bool {
 	return true
 }
 
-// apply folds a watch event into the set; it reports whether anything changed.
+// problemKey files a stored value that was skipped under its etcd key, so
+// a later change of that key (a valid value, a deletion) clears it.
+func problemKey(p error, i int) string {
+	var ve *store.ValueError
+	if errors.As(p, &ve) {
+		return "value/" + ve.Key
+	}
+	return fmt.Sprintf("decode/%d", i)
+}
+
+// apply folds a watch event into the set; it reports whether anything
+// changed, the problems included: a bad value written straight into etcd
+// shows in status at once, not at the next unrelated write.
 func (l *Loader) apply(ctx context.Context, ev store.Event) bool {
+	before := len(l.invalid)
+	for _, c := range ev.Changes {
+		if _, ok := l.invalid["value/"+c.Key]; ok {
+			delete(l.invalid, "value/"+c.Key)
+			before = -1
+		}
+	}
 	for i, p := range ev.Problems {
-		l.invalid[fmt.Sprintf("decode/%d/%d", ev.Revision, i)] = api.BuildProblem{Message: p.Error()}
+		l.invalid[problemKey(p, i)] = api.BuildProblem{Message: p.Error()}
 		l.log.Warn("stored value skipped", "err", p)
 	}
+	problemsMoved := len(ev.Problems) > 0 || before != len(l.invalid)
 	if ev.Resync != nil {
+		l.invalid = map[string]api.BuildProblem{}
+		for i, p := range ev.Problems {
+			l.invalid[problemKey(p, i)] = api.BuildProblem{Message: p.Error()}
+		}
 		clean := policies.NewSet()
 		for _, r := range ev.Resync.Resources() {
 			if l.check(r) {
@@ -182,6 +206,7 @@ func (l *Loader) apply(ctx context.Context, ev store.Event) bool {
 			delete(l.invalid, resourceKey(c.Kind, c.Name))
 		default:
 			if !l.check(c.Resource) {
+				problemsMoved = true
 				continue
 			}
 			l.set.Add(c.Resource)
@@ -192,7 +217,7 @@ func (l *Loader) apply(ctx context.Context, ev store.Event) bool {
 	if ev.Revision > l.revision {
 		l.revision = ev.Revision
 	}
-	return changed
+	return changed || problemsMoved
 }
 
 // adopt starts an experiment that was written straight into etcd, without

@@ -323,3 +323,25 @@ func TestGroupEnsuredBeforeTheFirstBuild(t *testing.T) {
 	}, waitFor, 10*time.Millisecond)
 	require.True(t, b.Built())
 }
+
+// A bad value written straight into etcd shows in Problems at once, with
+// no other write after it, and its deletion clears it the same way.
+func TestBadStoredValueShowsWithoutAnotherWrite(t *testing.T) {
+	e := start(t)
+	e.put(t, paymentsService)
+	e.put(t, policyYAML("payments", "payments", "3s"))
+	e.waitTimeout(t, "payments", 3*time.Second)
+
+	e.rawPut(t, "/v1/policies/garbage", `{not json`)
+	require.Eventually(t, func() bool { return hasProblem(e.builder.Problems(), "/v1/policies/garbage") },
+		waitFor, 10*time.Millisecond, "problems: %+v", e.builder.Problems())
+	e.rawPut(t, "/v1/policies/bad", `{"apiVersion":"bulwark/v1","kind":"ResiliencePolicy","metadata":{"name":"bad"},"spec":{"target":{"service":"payments"},"retries":{"attempts":-1}}}`)
+	require.Eventually(t, func() bool { return hasProblem(e.builder.Problems(), "ResiliencePolicy bad left out") },
+		waitFor, 10*time.Millisecond, "problems: %+v", e.builder.Problems())
+
+	_, err := e.cli.Delete(t.Context(), store.DefaultPrefix+"/v1/policies/garbage")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !hasProblem(e.builder.Problems(), "/v1/policies/garbage") },
+		waitFor, 10*time.Millisecond, "problems: %+v", e.builder.Problems())
+	require.True(t, hasProblem(e.builder.Problems(), "ResiliencePolicy bad left out"))
+}

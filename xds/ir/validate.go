@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bulwarkmesh/bulwark/policies"
 )
@@ -320,6 +321,9 @@ func checkDuration(c *checker, base, field string, d policies.Duration, strict b
 		}
 	case d.D() > policies.MaxDuration:
 		c.add(at(base, field), "%s is out of range", d)
+	case d > 0 && (d.D() < time.Millisecond || d.D()%time.Millisecond != 0):
+		// Envoy truncates to milliseconds: 500us would become 0, no timeout.
+		c.add(at(base, field), "must be a whole number of milliseconds, at least 1ms, got %s", d)
 	}
 }
 

@@ -1,6 +1,10 @@
 package main
 
-import "time"
+import (
+	"io"
+	"sync"
+	"time"
+)
 
 // progressTicker paces the progress lines of one long wait (warm-up,
 // convergence): the first line at once, then at most one per
@@ -37,4 +41,16 @@ func controlPlaneKind(o options) string {
 		return "child process"
 	}
 	return "external at " + o.xdsAddr
+}
+
+// lockedWriter serialises writes from several goroutines to one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -172,7 +173,7 @@ func newEtcdCluster(t *testing.T, n int) *etcdCluster {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = c.start(m)
+			errs[i] = c.startNew(m)
 		}()
 	}
 	wg.Wait()
@@ -187,6 +188,36 @@ func newEtcdCluster(t *testing.T, n int) *etcdCluster {
 		require.NoError(t, err)
 	}
 	return c
+}
+
+// startNew starts a new member. etcd panics when it cannot create its WAL,
+// which happened once on a loaded machine; the member then gets one more
+// try on a new data directory and new ports behind the same relays (the
+// failed attempt may hold its listeners).
+func (c *etcdCluster) startNew(m *member) error {
+	err := c.tryStart(m)
+	if !errors.Is(err, errPanicked) {
+		return err
+	}
+	c.t.Logf("etcd member %s: %v; starting it again on a new data directory", m.cfg.Name, err)
+	m.cfg.Dir = c.t.TempDir()
+	clientAddr, peerAddr := freePort(c.t), freePort(c.t)
+	m.cfg.ListenClientUrls = []url.URL{{Scheme: "http", Host: clientAddr}}
+	m.cfg.ListenPeerUrls = []url.URL{{Scheme: "http", Host: peerAddr}}
+	m.client.retarget(clientAddr)
+	m.peer.retarget(peerAddr)
+	return c.start(m)
+}
+
+var errPanicked = errors.New("panicked")
+
+func (c *etcdCluster) tryStart(m *member) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", errPanicked, r)
+		}
+	}()
+	return c.start(m)
 }
 
 func (c *etcdCluster) start(m *member) error {
